@@ -1,0 +1,247 @@
+"""ML commands: train, evaluate, predict, export, info. Thin wrappers over `core`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from core.settings import get_settings
+
+console = Console(stderr=True)
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Folder holding FashionMNIST/raw (TAGGER_FASHION_MNIST_DIR)"),
+]
+
+
+def data_dir_or_default(data_dir: Path | None) -> Path:
+    return data_dir or get_settings().fashion_mnist_dir
+
+
+def train(
+    out: Annotated[Path, typer.Option(help="Output folder for the model and its artifacts")] = Path(
+        "runs/latest"),
+    recipe: Annotated[str, typer.Option(help="baseline | default-fast | default")] = "default",
+    arch: Annotated[str | None, typer.Option(help="Override the recipe's architecture")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    lr: Annotated[float | None, typer.Option(min=0)] = None,
+    augment: Annotated[bool | None, typer.Option("--augment/--no-augment")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    max_train_items: Annotated[int | None, typer.Option(min=1)] = None,
+    threads: Annotated[int | None, typer.Option(min=0, help="0 = available cores")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    data_dir: DataDirOpt = None,
+    download: Annotated[bool, typer.Option(help="Download Fashion-MNIST when missing")] = False,
+) -> None:
+    """Train a model on the Fashion-MNIST training split (validation carved out of it)."""
+    from core.data import load_fashion_mnist
+    from core.runs import run_training
+    from core.training import recipe as get_recipe
+
+    try:
+        cfg = get_recipe(recipe)
+        overrides = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                     "augment": augment, "seed": seed, "max_train_items": max_train_items,
+                     "threads": threads, "device": device}
+        cfg = cfg.model_validate({**cfg.model_dump(),
+                                  **{k: v for k, v in overrides.items() if v is not None}})
+        root = data_dir_or_default(data_dir)
+        data = load_fashion_mnist(root, "train", download=download)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+    console.print(f"[bold]Training[/] {cfg.model_dump_json()}")
+    with Progress(
+        TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+        TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.4f}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+    ) as bar:
+        task = bar.add_task("train", total=None, epoch=0, epochs=cfg.epochs, loss=0.0, acc=0.0)
+
+        def on_progress(p) -> None:
+            bar.update(task, total=p.steps * p.epochs, completed=(p.epoch - 1) * p.steps + p.step,
+                       epoch=p.epoch, loss=p.loss, acc=p.accuracy)
+            if p.epoch_end:
+                val = f" val_acc {p.val_accuracy:.4f}" if p.val_accuracy is not None else ""
+                bar.console.print(f"epoch {p.epoch}: loss {p.loss:.4f} acc {p.accuracy:.4f}"
+                                  f"{val} ({p.elapsed_s:.0f} s)")
+
+        output = run_training(cfg, data, out, {"name": "fashion-mnist", "split": "train"},
+                              on_progress)
+    val = output.val_metrics.accuracy if output.val_metrics else None
+    console.print(f"[green]Saved[/] {output.model_path} in {output.result.seconds:.0f} s"
+                  + (f", validation accuracy {val:.4f}" if val is not None else ""))
+
+
+
+
+ModelOpt = Annotated[
+    Path | None,
+    typer.Option("--model", help="Checkpoint (.safetensors or legacy baseline .pth);"
+                 " default: the shipped model"),
+]
+BackendOpt = Annotated[str, typer.Option(help="auto | torch | onnx")]
+
+
+def load_predictor(model: Path | None, backend: str = "auto", device: str | None = None):
+    from core.checkpoint import CheckpointError
+    from core.predictor import Predictor
+
+    settings = get_settings()
+    try:
+        return Predictor.from_checkpoint(
+            model or default_model_path(), device=device or settings.device, backend=backend,
+            threads=settings.torch_threads, onnx_cache_dir=settings.data_dir / "cache" / "onnx",
+        )
+    except (CheckpointError, ValueError, RuntimeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from exc
+
+
+def default_model_path() -> Path:
+    from core.models import SHIPPED_MODEL_PATH
+
+    return SHIPPED_MODEL_PATH
+
+
+def evaluate(
+    model: ModelOpt = None,
+    split: Annotated[str, typer.Option(help="test | train")] = "test",
+    out: Annotated[Path | None, typer.Option(help="Folder for metrics.json and plots")] = None,
+    backend: BackendOpt = "auto",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Accuracy, per-class precision/recall and plots on a Fashion-MNIST split."""
+    import json
+
+    from rich.table import Table
+
+    from core.data import load_fashion_mnist
+    from core.evaluation import compute_metrics
+    from core.plots import plot_confusion, plot_curves
+    from core.training import EpochStats, to_float
+
+    predictor = load_predictor(model, backend)
+    try:
+        data = load_fashion_mnist(data_dir_or_default(data_dir), split)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    predicted = predictor.logits(to_float(data.images)).argmax(1)
+    metrics = compute_metrics(data.targets, predicted, predictor.labels)
+
+    table = Table(title=f"{split} split, {metrics.count} images, model {predictor.version}")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for c in metrics.per_class:
+        table.add_row(c.label, f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.f1:.4f}",
+                      str(c.support))
+    Console().print(table)
+    Console().print(f"[bold]accuracy {metrics.accuracy:.4f}[/] ({predictor.backend} backend)")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(
+            {"split": split, "model_version": predictor.version, **metrics.model_dump()},
+            indent=2))
+        plot_confusion(metrics.confusion, predictor.labels, out / "confusion.png",
+                       f"{split} split, accuracy {metrics.accuracy:.4f}")
+        if predictor.meta.history:
+            plot_curves([EpochStats(**h) for h in predictor.meta.history], out / "curves.png",
+                        predictor.meta.arch)
+        console.print(f"Wrote metrics.json and plots to {out}")
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+
+def collect_paths(paths: list[Path]) -> list[Path]:
+    """Files as given; folders walked recursively for image files, in sorted order."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*")
+                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(path)
+    return found
+
+
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Image files and folders")],
+    model: ModelOpt = None,
+    output_format: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    top_k: Annotated[int, typer.Option(min=1, max=10)] = 3,
+    batch_size: Annotated[int, typer.Option(min=1)] = 1024,
+    backend: BackendOpt = "auto",
+) -> None:
+    """Classify image files (folders recursively). Unreadable files get an error row."""
+    from cli.predict_output import write_predictions
+    from core.predictor import ItemError
+
+    if output_format not in ("table", "csv", "json"):
+        raise typer.BadParameter("choose one of: table, csv, json", param_hint="--format")
+    predictor = load_predictor(model, backend)
+    files = collect_paths(paths)
+    rows = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start:start + batch_size]
+        blobs, read_errors = [], {}
+        for i, path in enumerate(chunk):
+            try:
+                blobs.append(path.read_bytes())
+            except OSError as exc:
+                read_errors[i] = f"cannot read file: {exc.strerror or exc}"
+                blobs.append(b"")
+        results = predictor.predict_images(blobs, top_k=top_k)
+        for i, (path, result) in enumerate(zip(chunk, results, strict=True)):
+            rows.append((path, ItemError(read_errors[i]) if i in read_errors else result))
+    write_predictions(rows, output_format)
+    failed = sum(isinstance(r, ItemError) for _, r in rows)
+    console.print(f"{len(rows)} files, {len(rows) - failed} classified, {failed} errors"
+                  f" (model {predictor.version}, {predictor.backend} backend)")
+
+
+def export(
+    out: Annotated[Path, typer.Option(help="Output .onnx file")],
+    model: ModelOpt = None,
+    export_format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+) -> None:
+    """Export a model to ONNX and check it against torch in onnxruntime."""
+    import torch
+
+    from core.checkpoint import CheckpointError, load_checkpoint
+    from core.export import check_onnx, export_onnx
+
+    if export_format != "onnx":
+        raise typer.BadParameter("choose one of: onnx", param_hint="--format")
+    try:
+        net, meta = load_checkpoint(model or default_model_path())
+    except CheckpointError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from exc
+    data = export_onnx(net)
+    samples = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    diff = check_onnx(data, net, samples)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    console.print(f"[green]Wrote[/] {out} ({len(data) / 1e6:.1f} MB); onnxruntime vs torch:"
+                  f" same labels, max |logit diff| {diff:.2e}")
+
+
+def info(model: ModelOpt = None) -> None:
+    """Print a checkpoint's metadata (arch, labels, metrics, training recipe)."""
+    from core.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        _, meta = load_checkpoint(model or default_model_path())
+    except CheckpointError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from exc
+    typer.echo(meta.model_dump_json(indent=2, exclude={"history"}))
+
+
+def register(app: typer.Typer) -> None:
+    for command in (train, evaluate, predict, export, info):
+        app.command()(command)

@@ -1,0 +1,72 @@
+"""One settings class for every process (CLI, API, worker), read from `TAGGER_*` env vars.
+
+Entry points call `get_settings()` once and pass typed values down; modules never read
+`os.environ` themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def _default_fashion_mnist_dir() -> Path:
+    # The repository sits beside `shared/` on development and CI machines.
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "fashion-mnist"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAGGER_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("var")
+    fashion_mnist_dir: Path = Field(default_factory=_default_fashion_mnist_dir)
+    device: Device = "auto"
+    torch_threads: int = Field(default=0, ge=0, description="0 = one per available core")
+
+    redis_url: str | None = None
+    result_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    api_keys: str = Field(default="", description="key:tenant[:admin], comma separated")
+    allow_public_bind: bool = False
+
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_items_per_job: int = Field(default=100_000, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_archive_uncompressed_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_archive_ratio: float = Field(default=200.0, gt=1)
+    chunk_size: int = Field(default=256, gt=0)
+
+    fetch_allow_private: bool = False
+    fetch_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_secret: str = "dev-webhook-secret"
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_safe(cls, value: str, info) -> str:
+        if info.data.get("env") == "production" and value == "dev-webhook-secret":
+            raise ValueError("set TAGGER_WEBHOOK_SECRET in production")
+        return value
+
+    def resolved_threads(self) -> int:
+        return self.torch_threads or available_cores()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (respects taskset/cgroup affinity, unlike cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
