@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from pathlib import Path
@@ -19,13 +18,14 @@ def export_onnx(model: nn.Module) -> bytes:
     """The model as ONNX bytes with a dynamic batch dimension."""
     model = model.cpu().eval()
     example = (torch.rand(2, 1, 28, 28),)
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        model, example, buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-        dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},),
-        dynamo=True, verbose=False,
-    )
-    return buffer.getvalue()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            model, example, path, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},),
+            dynamo=True, verbose=False, external_data=False,
+        )
+        return path.read_bytes()
 
 
 def ort_session(onnx_bytes: bytes, threads: int):

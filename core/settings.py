@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -48,12 +48,37 @@ class Settings(BaseSettings):
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     webhook_secret: str = "dev-webhook-secret"
 
+    # Service (worker/, api/). None => the shipped model (Predictor.default()).
+    model_path: Path | None = None
+    # Defaults for a 2-core CPU box: 2 prefork children with 1 torch thread each keep both
+    # cores busy through decode + preprocess (pure Python, one core) and the forward pass.
+    worker_pool: Literal["prefork", "solo", "threads"] = "prefork"
+    worker_concurrency: int = Field(default=0, ge=0, description="0 = one per available core")
+    task_time_limit_s: int = Field(default=1800, gt=0, description="hard limit for one chunk")
+    # Redis redelivers an unacked task after this long; it must exceed the longest task or a
+    # slow chunk runs twice (harmless, results are idempotent, but wasted work).
+    broker_visibility_timeout_s: int = Field(default=7200, gt=0)
+
     @field_validator("webhook_secret")
     @classmethod
     def _webhook_secret_safe(cls, value: str, info) -> str:
         if info.data.get("env") == "production" and value == "dev-webhook-secret":
             raise ValueError("set TAGGER_WEBHOOK_SECRET in production")
         return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_safe(cls, value: str, info) -> str:
+        if info.data.get("env") == "production" and not value.strip():
+            raise ValueError("set TAGGER_API_KEYS in production (no keys = one open tenant)")
+        return value
+
+    @model_validator(mode="after")
+    def _visibility_exceeds_time_limit(self) -> Settings:
+        if self.broker_visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError("TAGGER_BROKER_VISIBILITY_TIMEOUT_S must exceed"
+                             " TAGGER_TASK_TIME_LIMIT_S")
+        return self
 
     def resolved_threads(self) -> int:
         return self.torch_threads or available_cores()

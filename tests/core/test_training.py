@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from core.runs import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, run_training
+from core.training import TrainConfig, TrainingCancelled, recipe, train
+
+
+def quick(**overrides) -> TrainConfig:
+    base = dict(arch="default", epochs=2, batch_size=64, threads=1, device="cpu", seed=7)
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_tiny_training_run_lowers_the_loss(small_train):
+    reports = []
+    result = train(quick(epochs=3), small_train, None, on_progress=reports.append)
+    losses = [h.train_loss for h in result.history]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    epoch_ends = [r for r in reports if r.epoch_end]
+    assert [r.epoch for r in epoch_ends] == [1, 2, 3]
+    steps = [r for r in reports if not r.epoch_end and r.epoch == 1]
+    assert steps[-1].step == steps[-1].steps == 19  # ceil(1200 / 64)
+
+
+def test_same_seed_same_weights(small_train):
+    subset = small_train.subset(torch.arange(256))
+    a = train(quick(epochs=1), subset, None).model.state_dict()
+    b = train(quick(epochs=1), subset, None).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cancel_hook_stops_between_steps(small_train):
+    calls = []
+
+    def should_stop() -> bool:
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(TrainingCancelled):
+        train(quick(), small_train, None, should_stop=should_stop)
+    assert len(calls) == 4
+
+
+def test_run_writes_model_metrics_and_plots(tmp_path, small_train):
+    out = run_training(quick(epochs=1, max_train_items=600), small_train, tmp_path,
+                       {"name": "slice"})
+    assert out.model_path.exists()
+    assert out.val_metrics is not None and 45 <= out.val_metrics.count <= 55  # ~600 / 12
+    for name in (METRICS_FILE, CURVES_FILE, CONFUSION_FILE):
+        assert (tmp_path / name).stat().st_size > 0
+    assert (tmp_path / CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recipes_and_unknown_recipe():
+    assert recipe("baseline").arch == "baseline" and recipe("baseline").epochs == 5
+    assert recipe("baseline").optimizer == "adam" and recipe("baseline").lr == 1e-3
+    with pytest.raises(ValueError, match="choose one of: baseline, default-fast, default"):
+        recipe("fastest")
