@@ -76,3 +76,36 @@ def limit(data: ImageSet, max_items: int | None, seed: int) -> ImageSet:
         return data
     generator = torch.Generator().manual_seed(seed)
     return data.subset(torch.randperm(len(data), generator=generator)[:max_items].sort().values)
+
+
+@dataclass(frozen=True)
+class FolderProblem:
+    path: str
+    error: str
+
+
+def load_image_folder(
+    root: Path, max_pixels: int = 40_000_000
+) -> tuple[ImageSet, list[FolderProblem]]:
+    """An ImageFolder-style dataset: one sub-folder per class, named by its label.
+
+    Every image goes through the same photo preprocessing as served images; files that do
+    not decode are returned as problems instead of failing the whole dataset.
+    """
+    from core.preprocessing import ImageDecodeError, preprocess
+
+    classes = sorted(
+        p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    images, targets, problems = [], [], []
+    for index, label in enumerate(classes):
+        for path in sorted(p for p in (Path(root) / label).rglob("*") if p.is_file()):
+            if path.name.startswith("."):
+                continue
+            try:
+                images.append(torch.from_numpy(preprocess(path.read_bytes(), max_pixels)))
+                targets.append(index)
+            except (ImageDecodeError, OSError) as exc:
+                problems.append(FolderProblem(str(path.relative_to(root)), str(exc)))
+    stacked = torch.stack(images) if images else torch.empty(0, 28, 28, dtype=torch.uint8)
+    return ImageSet(stacked, torch.tensor(targets, dtype=torch.long), tuple(classes)), problems

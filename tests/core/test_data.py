@@ -34,3 +34,32 @@ def test_missing_data_dir_names_the_fix(tmp_path):
         load_fashion_mnist(tmp_path, "train")
     with pytest.raises(ValueError, match="choose one of: train, test"):
         load_fashion_mnist(tmp_path, "validation")
+
+
+def write_photo(path, shape: str) -> None:
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (120, 160), "white")
+    draw = ImageDraw.Draw(img)
+    if shape == "box":
+        draw.rectangle((30, 40, 90, 120), fill=(20, 20, 20))
+    else:
+        draw.ellipse((30, 40, 90, 120), fill=(20, 20, 20))
+    img.save(path)
+
+
+def test_image_folder_uses_folder_names_as_labels(tmp_path):
+    from core.data import load_image_folder
+
+    for label in ("boxes", "circles"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            write_photo(tmp_path / label / f"{i}.png", "box" if label == "boxes" else "circle")
+    (tmp_path / "circles" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    (tmp_path / "notes.txt").write_text("top-level files are ignored")
+    data, problems = load_image_folder(tmp_path)
+    assert data.labels == ("boxes", "circles")
+    assert data.targets.tolist() == [0, 0, 0, 1, 1, 1]
+    assert data.images.shape == (6, 28, 28)
+    assert data.images[:, 0, 0].max() < 10 and data.images[:, 14, 14].min() > 200
+    assert [p.path for p in problems] == ["circles/broken.jpg"]

@@ -1,0 +1,62 @@
+"""`python -m benchmarks <name>`: run a benchmark, save benchmarks/results/<name>.json.
+
+`python -m benchmarks report` renders BENCHMARKS.md from the saved results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from benchmarks.common import save_result
+from core.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
+DataDir = Annotated[Path | None, typer.Option("--data-dir")]
+
+
+def data_dir_or_default(data_dir: Path | None) -> Path:
+    return data_dir or get_settings().fashion_mnist_dir
+
+
+@app.command()
+def training(
+    recipes: Annotated[list[str] | None, typer.Argument()] = None, data_dir: DataDir = None
+) -> None:
+    """Time `fashion-tagger train` per recipe and evaluate each result on the test split."""
+    from benchmarks.training import run_recipe
+
+    for name in recipes or ["baseline", "default-fast"]:
+        save_result(f"training-{name}", run_recipe(name, data_dir))
+
+
+@app.command()
+def accuracy(model: Path | None = None, data_dir: DataDir = None) -> None:
+    """Shipped model accuracy via `fashion-tagger predict` on the test images as PNG files."""
+    from benchmarks.accuracy import predict_accuracy
+
+    save_result("accuracy", predict_accuracy(data_dir_or_default(data_dir), model))
+
+
+@app.command()
+def inference(data_dir: DataDir = None) -> None:
+    """In-process Predictor throughput per backend and batch size; preprocessing throughput."""
+    from benchmarks.inference import predictor_throughput, preprocessing_throughput
+
+    root = data_dir_or_default(data_dir)
+    save_result("inference", {"predictor": predictor_throughput(root),
+                              "preprocessing": preprocessing_throughput(root)})
+
+
+@app.command()
+def report() -> None:
+    """Render BENCHMARKS.md from benchmarks/results/*.json."""
+    from benchmarks.report import write_report
+
+    print(f"wrote {write_report()}")
+
+
+if __name__ == "__main__":
+    app()

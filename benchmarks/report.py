@@ -1,0 +1,105 @@
+"""Render BENCHMARKS.md from benchmarks/results/*.json (figures are never typed by hand)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.common import REPO, RESULTS_DIR
+
+HEADER = """# Benchmarks
+
+Every figure below is read from `benchmarks/results/*.json`, written by the command shown
+with it; `python -m benchmarks report` regenerates this file. Machine: {machine}.
+"""
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def target(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def training_section() -> list[str]:
+    lines = ["## Training recipes (issue 1/4)", "",
+             "| recipe | command | epochs | wall time | test accuracy | target |",
+             "|---|---|---|---|---|---|"]
+    goals = {"baseline": (lambda r: r["test_accuracy"] > 0.85, "> 85% in 5 epochs"),
+             "default-fast": (lambda r: r["test_accuracy"] >= 0.935 and r["wall_s"] <= 600,
+                              ">= 93.5% within 10 min"),
+             "default": (lambda r: True, "the shipped model's recipe")}
+    for name in ("baseline", "default-fast", "default"):
+        r = load(f"training-{name}")
+        if r is None:
+            continue
+        check, goal = goals[name]
+        lines.append(f"| {name} | `{r['command']}` | {r['epochs']} | {r['wall_s'] / 60:.1f} min"
+                     f" | {pct(r['test_accuracy'])} | {goal}: {target(check(r))} |")
+    return lines + [""]
+
+
+def accuracy_section() -> list[str]:
+    r = load("accuracy")
+    if r is None:
+        return []
+    return ["## Shipped model accuracy (issue 1/4)", "",
+            f"Harness `python -m benchmarks accuracy`, which runs `{r['predict_command']}`.", "",
+            f"- {r['images']} images, {r['rows']} CSV rows, {r['errors']} errors",
+            f"- accuracy **{pct(r['accuracy'])}** (target >= 94.5%: "
+            f"{target(r['accuracy'] >= 0.945)})",
+            f"- `predict` wall time for all 10,000 files: {r['predict_wall_s']} s", ""]
+
+
+def inference_section() -> list[str]:
+    r = load("inference")
+    if r is None:
+        return []
+    p = r["predictor"]
+    lines = ["## In-process inference and preprocessing (issue 1/4)", "",
+             f"Command: `{r['command']}` (shipped model, {p['threads']} threads, CPU).", "",
+             "| backend / micro-batch | images/s |", "|---|---|"]
+    lines += [f"| {k} | {v:,} |" for k, v in p["img_per_s"].items()]
+    pre = r["preprocessing"]
+    lines += ["", f"Best: {p['best']} at {p['best_img_per_s']:,} images/s.", "",
+              "| preprocessing | figure |", "|---|---|",
+              f"| Fashion-MNIST PNG (passthrough), batch | {pre['fashion_mnist_png_img_per_s']:,}"
+              " images/s |",
+              f"| 600x800 JPEG product photo (paper conversion) | "
+              f"{pre['photo_600x800_jpeg_img_per_s']:,} images/s"
+              f" ({pre['photo_600x800_jpeg_ms']} ms each) |", ""]
+    return lines
+
+
+def service_section() -> list[str]:
+    r = load("latest")
+    if r is None:
+        return []
+    keys = ["raw_img_per_s", "e2e_bulk_img_per_s", "naive_img_per_s", "single_p50_ms",
+            "single_p99_ms_32c", "e2e_labels_match_offline"]
+    lines = ["## Service (issue 2/4)", "", f"Command: `{r['command']}`.", "",
+             "| figure | value |", "|---|---|"]
+    lines += [f"| {k} | {r[k]} |" for k in keys if k in r]
+    for extra in ("ratios", "notes"):
+        if extra in r:
+            lines += ["", f"{extra}: `{json.dumps(r[extra])}`"]
+    return lines + [""]
+
+
+def write_report(path: Path = REPO / "BENCHMARKS.md") -> Path:
+    results = [load(p.stem) for p in sorted(RESULTS_DIR.glob("*.json"))]
+    machines = {json.dumps(r["machine"], sort_keys=True) for r in results if r}
+    machine = "; ".join(
+        f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}"
+        for m in map(json.loads, sorted(machines))
+    ) or "no results yet"
+    body = [HEADER.format(machine=machine), *training_section(), *accuracy_section(),
+            *inference_section(), *service_section()]
+    path.write_text("\n".join(body).rstrip() + "\n")
+    return path
