@@ -1,4 +1,4 @@
-"""Fixtures for core tests: small slices of the real Fashion-MNIST and a tiny trained model."""
+"""ML fixtures for tests/core and tests/cli: real Fashion-MNIST slices, a tiny trained model."""
 
 from pathlib import Path
 
