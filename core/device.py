@@ -24,3 +24,13 @@ def set_threads(threads: int) -> int:
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count
+
+
+def has_fast_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 autocast runs in hardware here: CUDA with bf16, or a CPU with AMX or
+    AVX512-BF16 (on this project's CPU, 2-3x faster training; emulated bf16 would be slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in probes)
