@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import ml
+from cli import ml, stack
 
 app = typer.Typer(
     name="fashion-tagger",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 ml.register(app)
+stack.register(app)
 
 
 @app.callback()

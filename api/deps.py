@@ -1,0 +1,71 @@
+"""Dependencies, as `Annotated` aliases the routes declare: settings, tenant, store, Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from celery import Celery
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import KeyRing, Tenant
+from api.errors import ApiError
+from api.metrics import Metrics
+from core.settings import Settings
+from worker.jobstore import JobStore
+
+
+@dataclass
+class Services:
+    """Per-app singletons, built by api.main.create_app (the async client by its lifespan)."""
+
+    settings: Settings
+    store: JobStore
+    celery: Celery
+    keys: KeyRing
+    metrics: Metrics
+    aredis: aioredis.Redis | None = None
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_settings(request: Request) -> Settings:
+    return get_services(request).settings
+
+
+def get_store(request: Request) -> JobStore:
+    return get_services(request).store
+
+
+def get_async_redis(request: Request) -> aioredis.Redis:
+    client = get_services(request).aredis
+    assert client is not None, "the app's lifespan has not run"
+    return client
+
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <API key>")
+
+
+async def current_tenant(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Tenant:
+    key = bearer.credentials if bearer else api_key
+    tenant = get_services(request).keys.tenant_for(key)
+    if tenant is None:
+        message = "invalid API key" if key else "missing API key (Authorization: Bearer <key>)"
+        raise ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
+    return tenant
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[JobStore, Depends(get_store)]
+AsyncRedisDep = Annotated[aioredis.Redis, Depends(get_async_redis)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+TenantDep = Annotated[Tenant, Depends(current_tenant)]

@@ -1,0 +1,69 @@
+"""The FastAPI app: routers, error handlers, limits. `uvicorn api.main:app` serves it.
+
+Torch-free by design: the API enqueues by task name and reads the job store, nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from api.auth import KeyRing
+from api.deps import Services
+from api.errors import install_error_handlers
+from api.jobviews import MAX_WAIT_S
+from api.limits import BodySizeLimitMiddleware
+from api.metrics import RequestMetricsMiddleware, create_metrics
+from api.routes import classify, health, jobs, results
+from core.settings import Settings, get_settings
+from worker.app import create_celery
+from worker.connection import redis_url, sync_redis
+from worker.jobstore import JobStore
+
+log = logging.getLogger("api")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    services: Services = app.state.services
+    if services.keys.open:
+        log.warning("TAGGER_API_KEYS is empty: every request is the open local tenant"
+                    " 'local' (admin). Do not expose this server.")
+    # The async client lives on the server's event loop, so it is made here, not at import.
+    # Waits block on Redis for up to 30 s (BLMOVE): the read timeout must be longer than
+    # that (redis-py's default is 5 s).
+    services.aredis = aioredis.Redis.from_url(redis_url(services.settings),
+                                              socket_timeout=MAX_WAIT_S + 30)
+    try:
+        yield
+    finally:
+        await services.aredis.aclose()
+        services.store.r.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="fashion-tagger", version="1", lifespan=lifespan,
+        description="Tag clothing photos with a Fashion-MNIST CNN, one image or whole"
+                    " catalogues at a time. Authenticate with `Authorization: Bearer <key>`.",
+        # Starlette counts multipart parts before our own item-count check (-> 413).
+        form_limits={"max_files": settings.max_items_per_job + 1},
+    )
+    app.state.services = Services(
+        settings=settings, store=JobStore(sync_redis(settings), settings.result_ttl_s),
+        celery=create_celery(settings), keys=KeyRing(settings.api_keys),
+        metrics=create_metrics())
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.services.metrics)
+    for module in (health, classify, jobs, results):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

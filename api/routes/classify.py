@@ -1,0 +1,63 @@
+"""POST /v1/classify: one image on the interactive queue, optionally waiting for the result."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import AsyncRedisDep, ServicesDep, TenantDep
+from api.jobviews import (
+    MAX_WAIT_S,
+    is_active,
+    public,
+    read_job_async,
+    result_item,
+    wait_until_done,
+)
+from api.schemas import ClassifyPublic, ErrorBody
+from api.submission import check_idempotency_key, submit
+from api.uploads import read_image_part
+
+router = APIRouter(prefix="/v1", tags=["classify"])
+
+ERRORS = {code: {"model": ErrorBody} for code in (401, 413, 415, 422)}
+
+
+@router.post(
+    "/classify", response_model=ClassifyPublic, status_code=202,
+    responses={200: {"model": ClassifyPublic, "description": "done within `wait`"}, **ERRORS},
+)
+async def classify(
+    services: ServicesDep,
+    tenant: TenantDep,
+    aredis: AsyncRedisDep,
+    response: Response,
+    file: Annotated[UploadFile, File(description="one image: JPEG, PNG, WebP, GIF, BMP, TIFF")],
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="seconds to wait")] = 0,
+    top_k: Annotated[int, Form(ge=1, le=10)] = 3,
+    review_threshold: Annotated[float | None, Form(ge=0, le=1)] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> ClassifyPublic:
+    """Classify one image. Answers 200 with the result when it is ready within `wait` seconds,
+    else 202 with the job (poll `GET /v1/jobs/{id}`)."""
+    check_idempotency_key(idempotency_key)
+
+    def create() -> tuple[dict[str, str], bool]:  # blocking: file I/O, Redis, Celery publish
+        data = read_image_part(file, services.settings)
+        meta = {"item_id": None, "filename": file.filename}
+        return submit(services, tenant, [(meta, data)], kind="classify", source="file",
+                      top_k=top_k, review_threshold=review_threshold,
+                      idempotency=idempotency_key)
+
+    job, created = await run_in_threadpool(create)
+    item = None
+    if wait > 0 or not created:  # else: just queued, nothing more to read
+        if wait > 0 and is_active(job):
+            await wait_until_done(aredis, job["id"], wait)
+        job, raw, meta = await read_job_async(aredis, job["id"])
+        item = None if is_active(job) or meta is None else result_item(0, meta, raw, job)
+    response.status_code = 200 if item is not None else 202
+    response.headers["Location"] = f"/v1/jobs/{job['id']}"
+    return ClassifyPublic(**public(job).model_dump(), result=item)

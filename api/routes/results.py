@@ -1,0 +1,109 @@
+"""A job's results (paged JSON, or all of them as CSV / JSONL) and its progress as SSE."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Literal
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from api.deps import AsyncRedisDep, StoreDep, TenantDep
+from api.jobviews import job_or_404, public, result_item, visible
+from api.schemas import ErrorBody, ResultsPage
+from worker.jobkeys import TERMINAL, done_key, job_key
+from worker.jobstore import JobStore, decode_hash
+from worker.results import RESULT_FIELDS
+
+router = APIRouter(prefix="/v1/jobs", tags=["results"])
+
+ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422)}
+EVENT_INTERVAL_S = 0.5  # progress events at most this often
+KEEPALIVE_S = 15.0  # a comment line now and then keeps proxies from closing an idle stream
+
+
+@router.get("/{job_id}/results", response_model=ResultsPage, responses=ERRORS)
+def get_results(
+    job_id: str,
+    store: StoreDep,
+    tenant: TenantDep,
+    cursor: Annotated[int, Query(ge=0, description="first item index of the page")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    fmt: Annotated[Literal["json", "csv", "jsonl"], Query(alias="format")] = "json",
+) -> ResultsPage | StreamingResponse:
+    """Paged JSON (`?cursor=&limit=`, cursor = item index; items still pending are left out
+    and appear once done), or `?format=csv|jsonl` to stream every finished item."""
+    job = job_or_404(store, job_id, tenant)
+    total = int(job["total"])
+    if fmt != "json":
+        lines = _jsonl(store, job) if fmt == "jsonl" else _csv(store, job)
+        media = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
+        disposition = f'attachment; filename="{job_id}.{fmt}"'
+        return StreamingResponse(lines, media_type=media,
+                                 headers={"Content-Disposition": disposition})
+    stop = min(total, cursor + limit)
+    items = [item for i, meta, raw in store.page(job_id, cursor, stop)
+             if (item := result_item(i, meta, raw, job)) is not None]
+    return ResultsPage(job_id=job_id, status=job["status"], items=items,
+                       next_cursor=stop if stop < total else None)
+
+
+def _items(store: JobStore, job: dict[str, str]) -> Iterator[dict]:
+    for i, meta, raw in store.iter_results(job["id"], int(job["total"])):
+        if (item := result_item(i, meta, raw, job)) is not None:
+            yield item
+
+
+def _jsonl(store: JobStore, job: dict[str, str]) -> Iterator[str]:
+    for item in _items(store, job):
+        yield json.dumps(item) + "\n"
+
+
+def _csv(store: JobStore, job: dict[str, str]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_FIELDS)
+    writer.writeheader()
+    for n, item in enumerate(_items(store, job), 1):
+        writer.writerow(item | {"top_k": json.dumps(item["top_k"])})  # top_k: a JSON cell
+        if n % 500 == 0:  # stream in pieces, not row by row
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+@router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}},
+                                           **ERRORS})
+async def job_events(job_id: str, aredis: AsyncRedisDep, tenant: TenantDep
+                     ) -> StreamingResponse:
+    """Server-Sent Events: `progress` (the job) whenever it changes, then one `end` event
+    with the final job, and the stream closes."""
+    visible(decode_hash(await aredis.hgetall(job_key(job_id))), tenant)
+    return StreamingResponse(_events(aredis, job_id), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _events(aredis: aioredis.Redis, job_id: str) -> AsyncIterator[str]:
+    last, idle = None, 0.0
+    while True:
+        job = decode_hash(await aredis.hgetall(job_key(job_id)))
+        if not job:  # expired while we watched
+            return
+        body = public(job).model_dump_json()
+        if job["status"] in TERMINAL:
+            yield f"event: end\ndata: {body}\n\n"
+            return
+        if body != last:
+            yield f"event: progress\ndata: {body}\n\n"
+            last, idle = body, 0.0
+        elif idle >= KEEPALIVE_S:
+            yield ": keep-alive\n\n"
+            idle = 0.0
+        # Sleep until the next tick, or less: the job's `done` token wakes us at once.
+        key = done_key(job_id)
+        await aredis.blmove(key, key, EVENT_INTERVAL_S, "RIGHT", "LEFT")
+        idle += EVENT_INTERVAL_S

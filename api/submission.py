@@ -1,0 +1,57 @@
+"""Turning validated items into a queued job (blocking: runs in a threadpool)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from api.auth import Tenant
+from api.deps import Services
+from api.errors import ApiError
+from api.uploads import Item
+from worker import names
+from worker.jobstore import JobSpec
+from worker.jobwriter import JobWriter
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ApiError(422, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH}"
+                            " characters")
+    return key
+
+
+def submit(services: Services, tenant: Tenant, items: Iterable[Item], *, kind: str,
+           source: str, top_k: int = 3, review_threshold: float | None = None,
+           callback_url: str | None = None, model: str | None = None,
+           idempotency: str | None = None) -> tuple[dict[str, str], bool]:
+    """Create the job and stream its items in; returns (job record, created).
+
+    A repeated Idempotency-Key returns the tenant's earlier job (created=False) and reads
+    none of the items. Anything that goes wrong half-way removes the job again.
+    """
+    settings = services.settings
+    single = kind == "classify"
+    spec = JobSpec(
+        tenant=tenant.name, kind=kind, source=source,
+        queue=names.INTERACTIVE_QUEUE if single else names.BULK_QUEUE,
+        chunk_size=1 if single else settings.chunk_size, top_k=top_k,
+        review_threshold=review_threshold, callback_url=callback_url, model=model)
+    writer = JobWriter(services.store, services.celery, spec, idempotency)
+    new = writer.open()
+    if not new.created:
+        job = services.store.get_job(new.job_id)
+        if job is None:  # the first request with this key is still writing its job
+            raise ApiError(409, "a request with this Idempotency-Key is still in progress;"
+                                " retry shortly", "idempotency_conflict")
+        return job, False
+    try:
+        for meta, data in items:
+            writer.add(meta, data)
+        job = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    services.metrics.items.labels(kind).inc(writer.total)
+    return job, True

@@ -1,0 +1,165 @@
+"""Service commands: `up` (the whole stack), `api` and `worker` (the parts, separately).
+
+`up` starts, as child processes: an embedded Redis (when TAGGER_REDIS_URL is unset; its
+append-only file lives in <data-dir>/redis, so the next `up` finds its jobs again), a Celery
+worker and the API. Ctrl-C or SIGTERM stops them in reverse order: API, worker (finishing its
+tasks), Redis (flushing its file); a child that hangs is killed after a timeout.
+
+`api` and `worker` start nothing else: they use TAGGER_REDIS_URL, or redis://127.0.0.1:6379/0
+when it is unset.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from core.settings import Settings, get_settings
+
+console = Console(stderr=True)
+
+DEFAULT_QUEUES = "interactive,bulk,training,webhooks"
+STOP_TIMEOUT_S = {"api": 10.0, "worker": 60.0, "redis": 15.0}  # worker: let chunks finish
+
+HostOpt = Annotated[str, typer.Option(help="Address to bind (loopback by default)")]
+PortOpt = Annotated[int, typer.Option(min=1, max=65535)]
+PublicOpt = Annotated[bool, typer.Option(
+    "--allow-public", help="Bind a non-loopback address without API keys"
+                           " (TAGGER_ALLOW_PUBLIC_BIND)")]
+PoolOpt = Annotated[str | None, typer.Option(
+    help="prefork | solo | threads (TAGGER_WORKER_POOL, default prefork)")]
+
+
+def check_bind(host: str, allow_public: bool, settings: Settings) -> None:
+    """An open server (no API keys) stays on loopback unless explicitly allowed."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not settings.api_keys.strip() and not (
+            allow_public or settings.allow_public_bind):
+        raise typer.BadParameter(
+            f"refusing to bind {host} with no TAGGER_API_KEYS (anyone could use it): set keys,"
+            " or pass --allow-public", param_hint="--host")
+
+
+def _die_with_parent() -> None:
+    # Linux: a child gets SIGTERM if `up` itself dies (even by SIGKILL): no orphaned stack.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: children may outlive a killed parent
+
+
+def worker_argv(queues: str, concurrency: int, pool: str | None) -> list[str]:
+    argv = ["worker", "-Q", queues, "--loglevel", "INFO"]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    if pool:
+        argv += ["--pool", pool]
+    return argv
+
+
+def up(
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    data_dir: Annotated[Path, typer.Option(help="Redis files, model caches")] = Path("var"),
+    workers: Annotated[int, typer.Option(
+        min=0, help="Worker processes (0 = one per core, TAGGER_WORKER_CONCURRENCY)")] = 0,
+    pool: PoolOpt = None,
+    allow_public: PublicOpt = False,
+) -> None:
+    """Run the whole service: embedded Redis (unless TAGGER_REDIS_URL), a worker, the API."""
+    from worker.redis_server import EmbeddedRedis
+
+    settings = get_settings()
+    check_bind(host, allow_public, settings)
+    env = {**os.environ, "TAGGER_DATA_DIR": str(data_dir.resolve())}
+    children: list[tuple[str, subprocess.Popen]] = []
+    spawn = {"start_new_session": True, "preexec_fn": _die_with_parent}
+    redis_server = None
+    stopping = False
+
+    def on_sigterm(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        if not settings.redis_url:
+            redis_server = EmbeddedRedis(data_dir / "redis").start(**spawn)
+            env["TAGGER_REDIS_URL"] = redis_server.url
+            console.print(f"embedded Redis on {redis_server.url} (data in {data_dir}/redis)")
+        celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
+        children.append(("worker", subprocess.Popen(
+            celery + worker_argv(DEFAULT_QUEUES, workers, pool), env=env, **spawn)))
+        children.append(("api", subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port",
+             str(port)], env=env, **spawn)))
+        console.print(f"[green]fashion-tagger[/] on http://{host}:{port} (docs: /docs);"
+                      " Ctrl-C stops it")
+        while all(child.poll() is None for _, child in children):
+            time.sleep(0.5)
+        dead = [name for name, child in children if child.poll() is not None]
+        console.print(f"[red]{', '.join(dead)} exited[/]: stopping the rest")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        stopping = True
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut cleanup
+        for name, child in reversed(children):  # API first, then the worker
+            _stop(name, child)
+        if redis_server is not None:
+            redis_server.stop(STOP_TIMEOUT_S["redis"])
+        if stopping:
+            console.print("stopped")
+
+
+def _stop(name: str, child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.terminate()
+    try:
+        child.wait(STOP_TIMEOUT_S[name])
+    except subprocess.TimeoutExpired:
+        console.print(f"{name} did not stop in {STOP_TIMEOUT_S[name]:.0f} s: killing it")
+        child.kill()
+        child.wait()
+
+
+def api(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, allow_public: PublicOpt = False
+        ) -> None:
+    """Run the API only (needs a Redis: TAGGER_REDIS_URL, default redis://127.0.0.1:6379/0)."""
+    import uvicorn
+
+    check_bind(host, allow_public, get_settings())
+    uvicorn.run("api.main:app", host=host, port=port)
+
+
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues")] = DEFAULT_QUEUES,
+    concurrency: Annotated[int, typer.Option(
+        min=0, help="Processes/threads (0 = TAGGER_WORKER_CONCURRENCY or one per core)")] = 0,
+    pool: PoolOpt = None,
+) -> None:
+    """Run a Celery worker only (TAGGER_REDIS_URL, default redis://127.0.0.1:6379/0).
+
+    For a GPU use `--pool solo` (or prefork with --concurrency 1): the model and CUDA are
+    only ever initialised in the process that runs tasks."""
+    from worker.app import app as celery_app
+
+    celery_app.worker_main(worker_argv(queues, concurrency, pool))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(api)
+    app.command()(worker)

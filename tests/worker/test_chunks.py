@@ -1,0 +1,133 @@
+"""The chunk task's logic with a real Redis and the real Predictor (no Celery process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+
+from core.settings import Settings
+from tests.conftest import png_bytes
+from worker import chunks, jobkeys
+from worker.jobstore import JobSpec, JobStore
+
+
+@pytest.fixture(scope="module")
+def predictor(model_path: Path):
+    from core.predictor import Predictor
+
+    return Predictor.from_checkpoint(model_path, device="cpu", backend="torch", threads=1)
+
+
+@pytest.fixture
+def store(redis_url: str) -> JobStore:
+    return JobStore(redis.Redis.from_url(redis_url), 3600)
+
+
+def submit(store: JobStore, items: list[tuple[dict, bytes | None]], chunk_size: int = 4,
+           review_threshold: float | None = None) -> str:
+    spec = JobSpec(tenant="t", kind="bulk", source="archive", queue="bulk",
+                   chunk_size=chunk_size, top_k=2, review_threshold=review_threshold)
+    new = store.create_job(spec)
+    for chunk, start in enumerate(range(0, len(items), chunk_size)):
+        part = items[start:start + chunk_size]
+        store.add_chunk(new.job_id, chunk, [m for m, _ in part],
+                        {start + i: d for i, (_, d) in enumerate(part) if d is not None},
+                        new.expire_at)
+    store.seal(new.job_id, len(items), -(-len(items) // chunk_size))
+    return new.job_id
+
+
+def stored(store: JobStore, job_id: str) -> dict[int, dict]:
+    raw = store.r.hgetall(jobkeys.results_key(job_id))
+    return {int(k): json.loads(v) for k, v in raw.items()}
+
+
+def test_bad_items_get_errors_and_the_rest_match_the_offline_predictor(store, predictor):
+    images = [png_bytes(i) for i in range(3)]
+    items = [({"filename": "a.png"}, images[0]), ({"filename": "bad.png"}, b"not an image"),
+             ({"filename": "b.png"}, images[1]), ({"filename": "c.png"}, images[2]),
+             ({"filename": "n.zip", "error": "nested archives are not supported"}, None)]
+    job_id = submit(store, items, chunk_size=8, review_threshold=1.0)
+    assert chunks.classify_chunk(store, predictor, Settings(), job_id, 0) is not None
+    results = stored(store, job_id)
+    offline = predictor.predict_images(images, top_k=2)
+    for index, expected in zip((0, 2, 3), offline, strict=True):
+        item = results[index]
+        assert (item["status"], item["label"], item["label_index"]) == (
+            "ok", expected.label, expected.label_index)
+        assert item["confidence"] == pytest.approx(expected.confidence, abs=1e-5)
+        assert len(item["top_k"]) == 2 and item["needs_review"] is True  # threshold 1.0
+        assert item["model_version"] == predictor.version
+    assert results[1]["status"] == "error" and "not a recognised image" in results[1]["error"]
+    assert results[4]["error"] == "nested archives are not supported"
+    job = store.get_job(job_id)
+    assert (job["status"], job["done"], job["failed"]) == ("succeeded", "3", "2")
+    assert job["model_version"] == predictor.version
+
+
+def test_rerunning_a_chunk_after_a_crash_neither_duplicates_nor_loses(store, predictor):
+    items = [({"filename": f"{i}.png"}, png_bytes(i)) for i in range(6)]
+    job_id = submit(store, items, chunk_size=3)
+    # A worker died after writing item 0 of chunk 0 but before the rest: its inputs remain.
+    first = chunks.classify_items(predictor, Settings(), store.get_job(job_id),
+                                  [(0, items[0][0])], {0: items[0][1]})
+    store.r.hset(jobkeys.results_key(job_id), 0, json.dumps(first[0]))
+    store.r.hincrby(jobkeys.job_key(job_id), "done", 1)
+    assert chunks.classify_chunk(store, predictor, Settings(), job_id, 0) is None
+    assert chunks.classify_chunk(store, predictor, Settings(), job_id, 0) is None  # redelivery
+    assert chunks.classify_chunk(store, predictor, Settings(), job_id, 1) is not None
+    assert chunks.classify_chunk(store, predictor, Settings(), job_id, 1) is None
+    job = store.get_job(job_id)
+    assert (job["done"], job["failed"], job["status"]) == ("6", "0", "succeeded")
+    assert sorted(stored(store, job_id)) == list(range(6))
+
+
+def test_a_cancelled_job_skips_its_chunks(store, predictor):
+    job_id = submit(store, [({"filename": f"{i}.png"}, png_bytes(i)) for i in range(4)], 2)
+    chunks.classify_chunk(store, predictor, Settings(), job_id, 0)
+    store.cancel(job_id)
+    chunks.classify_chunk(store, predictor, Settings(), job_id, 1)
+    results = stored(store, job_id)
+    assert [results[i]["status"] for i in range(4)] == ["ok", "ok", "skipped", "skipped"]
+    job = store.get_job(job_id)
+    assert (job["status"], job["skipped"]) == ("cancelled", "2")
+
+
+def test_a_chunk_that_keeps_killing_workers_is_given_up(store, predictor):
+    job_id = submit(store, [({"filename": "x.png"}, png_bytes(1))], 4)
+    for _ in range(chunks.MAX_ATTEMPTS):
+        store.start_chunk(job_id, 0, "v")  # attempts whose worker died mid-way
+    assert chunks.classify_chunk(store, predictor, Settings(), job_id, 0) is not None
+    assert "gave up" in stored(store, job_id)[0]["error"]
+
+
+def test_a_predictor_bug_becomes_per_item_errors_not_a_stuck_job(store):
+    class Broken:
+        version = "broken"
+
+        def predict_images(self, images, top_k=3, max_pixels=0):
+            raise RuntimeError("boom")
+
+    job_id = submit(store, [({"filename": "x.png"}, png_bytes(1))], 4)
+    assert chunks.classify_chunk(store, Broken(), Settings(), job_id, 0) is not None
+    assert stored(store, job_id)[0]["error"] == "internal error while classifying"
+
+
+def test_a_chunk_of_an_expired_job_is_dropped(store, predictor):
+    assert chunks.classify_chunk(store, predictor, Settings(), "gone", 0) is None
+    assert store.r.keys("tagger:job:gone*") == []
+
+
+def test_naive_baseline_gives_the_batched_results(store, predictor):
+    items = [({"filename": f"{i}.png"}, png_bytes(i)) for i in range(3)]
+    batched, naive = submit(store, items, 4), submit(store, items, 4)
+    chunks.classify_chunk(store, predictor, Settings(), batched, 0)
+    finished = [chunks.classify_one(store, predictor, Settings(), naive, i) for i in range(3)]
+    assert [f is not None for f in finished] == [False, False, True]
+    strip = [{k: v for k, v in r.items() if k != "confidence"} for r in
+             (stored(store, batched)[i] for i in range(3))]
+    assert strip == [{k: v for k, v in stored(store, naive)[i].items() if k != "confidence"}
+                     for i in range(3)]

@@ -1,0 +1,96 @@
+"""URL fetching: SSRF guard, redirects re-checked, content type and size caps; webhooks signed."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import png_bytes
+from worker import webhooks
+from worker.fetch import FetchError, fetch_image, is_public, pinned_request, url_problem
+
+PNG = {"Content-Type": "image/png"}
+
+
+@pytest.mark.parametrize("address", [
+    "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
+    "100.100.100.200", "0.0.0.0", "224.0.0.1", "240.0.0.1", "::1", "fe80::1%eth0",
+    "fc00::1", "fd00:ec2::254", "::ffff:127.0.0.1", "ff02::1"])
+def test_non_public_addresses_are_refused(address):
+    assert not is_public(address)
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
+def test_public_addresses_pass(address):
+    assert is_public(address)
+
+
+@pytest.mark.parametrize("url", ["ftp://x/a.png", "file:///etc/passwd", "gopher://x", "x.png",
+                                 "http://", "http://host:99999/", "http://" + "a" * 3000])
+def test_unfetchable_urls_are_named(url):
+    assert url_problem(url)
+
+
+def fetch(url: str, allow_private: bool = True, max_bytes: int = 10_000) -> bytes:
+    with httpx.Client(timeout=5) as client:
+        return fetch_image(client, url, max_bytes, allow_private)
+
+
+def test_loopback_is_refused_unless_allowed(local_server):
+    local_server.routes["/a.png"] = (200, PNG, png_bytes(1))
+    with pytest.raises(FetchError, match="non-public address"):
+        fetch(local_server.url + "/a.png", allow_private=False)
+    with pytest.raises(FetchError, match="non-public address"):
+        fetch(local_server.url.replace("127.0.0.1", "localhost") + "/a.png",
+              allow_private=False)
+    assert fetch(local_server.url + "/a.png") == png_bytes(1)
+
+
+def test_redirects_are_followed_and_rechecked(local_server):
+    local_server.routes["/a.png"] = (200, PNG, png_bytes(2))
+    local_server.routes["/go"] = (302, {"Location": "/a.png"}, b"")
+    local_server.routes["/loop"] = (302, {"Location": "/loop"}, b"")
+    local_server.routes["/evil"] = (302, {"Location": "file:///etc/passwd"}, b"")
+    assert fetch(local_server.url + "/go") == png_bytes(2)
+    with pytest.raises(FetchError, match="redirects"):
+        fetch(local_server.url + "/loop")
+    with pytest.raises(FetchError, match="scheme"):
+        fetch(local_server.url + "/evil")
+
+
+def test_content_type_status_and_size_are_checked(local_server):
+    local_server.routes["/page"] = (200, {"Content-Type": "text/html"}, b"<html>")
+    local_server.routes["/big"] = (200, PNG, b"x" * 20_000)
+    with pytest.raises(FetchError, match="not an image"):
+        fetch(local_server.url + "/page")
+    with pytest.raises(FetchError, match="HTTP 404"):
+        fetch(local_server.url + "/missing.png")
+    with pytest.raises(FetchError, match="larger than 10000"):
+        fetch(local_server.url + "/big")
+
+
+def test_webhook_is_signed_over_the_raw_body(local_server):
+    job = {"id": "j1", "kind": "bulk", "source": "files", "status": "succeeded", "total": "2",
+           "done": "2", "failed": "0", "skipped": "0", "created_at": "t0", "started_at": "t1",
+           "finished_at": "t2", "model_version": "v", "model": "", "top_k": "3",
+           "review_threshold": ""}
+    webhooks.deliver(local_server.url + "/hook", job, "s3cret", 5, allow_private=True)
+    _, headers, body = local_server.received[0]
+    assert webhooks.verify(body, headers["X-Signature"], "s3cret")
+    assert not webhooks.verify(body, headers["X-Signature"], "other")
+    local_server.post_status.append(500)
+    with pytest.raises(FetchError, match="HTTP 500"):
+        webhooks.deliver(local_server.url + "/hook", job, "s3cret", 5, allow_private=True)
+    with pytest.raises(FetchError, match="non-public"):
+        webhooks.deliver(local_server.url + "/hook", job, "s3cret", 5, allow_private=False)
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1::"])
+def test_the_connection_is_pinned_to_the_checked_address(monkeypatch, address):
+    monkeypatch.setattr("socket.getaddrinfo",
+                        lambda *a, **k: [(None, None, None, "", (address, 443))])
+    with httpx.Client() as client:
+        request = pinned_request(client, "GET", "https://shop.example:443/a.png", False)
+    assert request.url.host == address  # no second DNS lookup can change the target
+    assert request.headers["Host"] == "shop.example"
+    assert request.extensions["sni_hostname"] == "shop.example"  # TLS verifies the name

@@ -1,0 +1,144 @@
+"""Job store semantics against a real Redis: TTLs, exactly-once counting and finishing, cancel."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from worker import jobkeys
+from worker.jobstore import JobSpec, JobStore
+from worker.results import error_result, skipped_result
+
+TTL = 3600
+
+
+@pytest.fixture
+def store(redis_url: str) -> JobStore:
+    return JobStore(redis.Redis.from_url(redis_url), TTL)
+
+
+def make_job(store: JobStore, n: int = 5, chunk_size: int = 2, tenant: str = "t1",
+             idempotency: str | None = None) -> str:
+    spec = JobSpec(tenant=tenant, kind="bulk", source="files", queue="bulk",
+                   chunk_size=chunk_size)
+    new = store.create_job(spec, idempotency)
+    for chunk, start in enumerate(range(0, n, chunk_size)):
+        indices = range(start, min(n, start + chunk_size))
+        store.add_chunk(new.job_id, chunk, [{"filename": f"{i}.png"} for i in indices],
+                        {i: b"img%d" % i for i in indices}, new.expire_at)
+    store.seal(new.job_id, n, -(-n // chunk_size))
+    return new.job_id
+
+
+def results(indices, status: str = "error") -> list[dict]:
+    if status == "skipped":
+        return [skipped_result(i, {}) for i in indices]
+    return [error_result(i, {}, "bad", "v1") for i in indices]
+
+
+def test_every_key_gets_the_job_ttl(store: JobStore):
+    job_id = make_job(store, idempotency="abc")
+    store.record_results(job_id, 0, results([0, 1]))
+    keys = store.r.keys("tagger:*")
+    assert len(keys) >= 6  # job, items, inputs, results, tenant index, idempotency key
+    for key in keys:
+        assert 0 < store.r.ttl(key) <= TTL, key
+
+
+def test_recording_a_chunk_twice_counts_each_item_once(store: JobStore):
+    job_id = make_job(store, n=3, chunk_size=2)
+    assert store.record_results(job_id, 0, results([0, 1])) == 0
+    assert store.record_results(job_id, 0, results([0, 1])) == 0  # a redelivered chunk
+    job = store.get_job(job_id)
+    assert (job["failed"], job["status"]) == ("2", "queued")
+    assert store.r.exists(jobkeys.input_key(job_id, 0)) == 0  # inputs dropped once written
+    assert store.record_results(job_id, 1, results([2])) == 1  # the last item finishes it
+    assert store.record_results(job_id, 1, results([2])) == 0  # ...exactly once
+    job = store.get_job(job_id)
+    assert (job["failed"], job["status"]) == ("3", "failed")  # every item failed
+    assert store.r.lrange(jobkeys.done_key(job_id), 0, -1) == [b"failed"]
+    assert job["finished_at"]
+
+
+def test_concurrent_writers_never_double_count(store: JobStore):
+    job_id = make_job(store, n=200, chunk_size=200)
+    finished = []
+
+    def write() -> None:
+        own = JobStore(redis.Redis(connection_pool=store.r.connection_pool), TTL)
+        finished.append(own.record_results(job_id, 0, results(range(200))))
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(finished) == [0, 0, 0, 1]
+    assert store.get_job(job_id)["failed"] == "200"
+    assert store.r.hlen(jobkeys.results_key(job_id)) == 200
+
+
+def test_a_job_is_not_finished_before_it_is_sealed(store: JobStore):
+    spec = JobSpec(tenant="t1", kind="bulk", source="files", queue="bulk", chunk_size=2)
+    new = store.create_job(spec)
+    store.add_chunk(new.job_id, 0, [{}, {}], {0: b"a", 1: b"b"}, new.expire_at)
+    # The workers finish chunk 0 while the API is still reading the upload.
+    assert store.record_results(new.job_id, 0, results([0, 1])) == 0
+    assert store.get_job(new.job_id)["status"] == "queued"
+    assert store.seal(new.job_id, 2, 1) is True  # sealing finds everything done
+
+
+def test_cancel_skips_and_is_final(store: JobStore):
+    job_id = make_job(store, n=4, chunk_size=2)
+    store.record_results(job_id, 0, results([0, 1]))
+    assert store.cancel(job_id) == 1
+    assert store.r.exists(jobkeys.input_key(job_id, 1)) == 0  # unprocessed inputs dropped
+    assert store.cancel(job_id) == 0
+    assert store.cancel("nope") == -1
+    # A worker reaching the remaining chunk records skipped items; the job stays cancelled.
+    assert store.record_results(job_id, 1, results([2, 3], "skipped")) == 0
+    job = store.get_job(job_id)
+    assert (job["status"], job["skipped"], job["failed"]) == ("cancelled", "2", "2")
+
+
+def test_start_chunk_marks_running_and_counts_attempts(store: JobStore):
+    job_id = make_job(store)
+    job, attempt = store.start_chunk(job_id, 1, "v9")
+    assert (job["status"], job["model_version"], attempt) == ("running", "v9", 1)
+    assert store.start_chunk(job_id, 1, "v9")[1] == 2
+    assert store.start_chunk("missing", 0, "v9") == ({}, 0)
+
+
+def test_idempotency_key_returns_the_first_job(store: JobStore):
+    spec = JobSpec(tenant="t1", kind="bulk", source="files", queue="bulk", chunk_size=2)
+    first = store.create_job(spec, "key-1")
+    again = store.create_job(spec, "key-1")
+    other_tenant = store.create_job(JobSpec(**{**spec.__dict__, "tenant": "t2"}), "key-1")
+    assert (again.job_id, again.created) == (first.job_id, False)
+    assert other_tenant.created and other_tenant.job_id != first.job_id
+
+
+def test_list_jobs_newest_first_with_cursor(store: JobStore):
+    ids = [make_job(store, n=1) for _ in range(5)]
+    make_job(store, n=1, tenant="someone-else")
+    page1 = store.list_jobs("t1", 3, None)
+    page2 = store.list_jobs("t1", 3, float(page1[-1]["_score"]))
+    assert [j["id"] for j in page1 + page2] == ids[::-1]
+
+
+def test_page_returns_metadata_and_written_results(store: JobStore):
+    job_id = make_job(store, n=5, chunk_size=2)
+    store.record_results(job_id, 1, results([2, 3]))
+    page = store.page(job_id, 1, 4)
+    assert [(i, meta["filename"], raw is not None) for i, meta, raw in page] == [
+        (1, "1.png", False), (2, "2.png", True), (3, "3.png", True)]
+
+
+def test_setting_a_field_never_recreates_an_expired_job(store: JobStore):
+    job_id = make_job(store, n=1)
+    store.set_field(job_id, "webhook", "delivered")
+    assert store.get_job(job_id)["webhook"] == "delivered"
+    store.set_field("expired", "webhook", "delivered")
+    assert store.r.exists(jobkeys.job_key("expired")) == 0

@@ -1,0 +1,266 @@
+"""The job store: jobs, their inputs and their results in Redis (key layout: worker.jobkeys).
+
+Torch-free: the API imports it. Every state change that must be atomic is a Lua script
+(worker.jobscripts); everything else is pipelined, one round trip per chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from worker import jobscripts
+from worker.jobkeys import (
+    HEARTBEAT_TTL_S,
+    WORKERS_KEY,
+    done_key,
+    idempotency_key,
+    input_key,
+    items_key,
+    job_key,
+    now_iso,
+    results_key,
+    tenant_jobs_key,
+)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a client asked for; the API fills it in, the workers read it back from the hash."""
+
+    tenant: str
+    kind: str  # "classify" (one image, interactive queue) | "bulk"
+    source: str  # "file" | "files" | "archive" | "manifest"
+    queue: str
+    chunk_size: int
+    top_k: int = 3
+    review_threshold: float | None = None
+    callback_url: str | None = None
+    model: str | None = None  # a requested model version (the registry comes later)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    job_id: str
+    created: bool  # False: an earlier job with the same Idempotency-Key
+    expire_at: int  # unix time at which every key of the job expires
+    record: dict[str, Any]  # the job hash as created (written by create_job or add_chunk)
+
+
+def decode_hash(raw: dict[bytes, bytes] | Sequence[bytes]) -> dict[str, str]:
+    """HGETALL (a dict, or the flat list a script returns) -> str dict."""
+    if not isinstance(raw, dict):
+        raw = dict(zip(raw[::2], raw[1::2], strict=True))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self.r = client  # binary client: inputs are raw image bytes
+        self.ttl_s = ttl_s
+        self._record = client.register_script(jobscripts.RECORD_RESULTS)
+        self._start = client.register_script(jobscripts.START_CHUNK)
+        self._seal = client.register_script(jobscripts.SEAL)
+        self._cancel = client.register_script(jobscripts.CANCEL)
+        self._set_field = client.register_script(jobscripts.SET_FIELD)
+
+    # -- creating a job (API) -------------------------------------------------------------
+
+    def create_job(self, spec: JobSpec, idempotency: str | None = None,
+                   write: bool = True) -> NewJob:
+        """Allocate a queued job and claim its Idempotency-Key (SET NX: of two concurrent
+        submissions with one key only one creates a job).
+
+        With a key this tenant already used, returns the earlier job's id, created=False, and
+        writes nothing. With write=False the record is only built: the first add_chunk writes
+        it, in the same round trip as the first items.
+        """
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        expire_at = int(now) + self.ttl_s
+        if idempotency is not None:
+            idem = idempotency_key(spec.tenant, idempotency)
+            if not self.r.set(idem, job_id, nx=True, exat=expire_at):
+                return NewJob((self.r.get(idem) or b"").decode(), False, 0, {})
+        record = {
+            "id": job_id, "tenant": spec.tenant, "kind": spec.kind, "source": spec.source,
+            "queue": spec.queue, "status": "queued", "chunk_size": spec.chunk_size,
+            "top_k": spec.top_k,
+            "review_threshold": "" if spec.review_threshold is None else spec.review_threshold,
+            "callback_url": spec.callback_url or "", "model": spec.model or "",
+            "model_version": "", "total": 0, "chunks": 0, "sealed": 0, "done": 0, "failed": 0,
+            "skipped": 0, "cancel_requested": 0, "created_at": now_iso(), "started_at": "",
+            "finished_at": "", "expire_at": expire_at, "webhook": "",
+            "idempotency_key": idempotency or "", "_created": now,
+        }
+        new = NewJob(job_id, True, expire_at, record)
+        if write:
+            with self.r.pipeline() as pipe:
+                self._queue_record(pipe, record)
+                pipe.execute()
+        return new
+
+    def _queue_record(self, pipe: redis.client.Pipeline, record: dict[str, Any]) -> None:
+        job_id, created = record["id"], record["_created"]
+        index = tenant_jobs_key(record["tenant"])
+        pipe.hset(job_key(job_id), mapping={k: v for k, v in record.items() if k != "_created"})
+        pipe.expireat(job_key(job_id), record["expire_at"])
+        pipe.zadd(index, {job_id: created})
+        pipe.zremrangebyscore(index, "-inf", created - self.ttl_s)  # jobs that have expired
+        pipe.expire(index, self.ttl_s)
+
+    def add_chunk(self, job_id: str, chunk: int, metas: Sequence[dict[str, Any]],
+                  inputs: dict[int, bytes], expire_at: int,
+                  record: dict[str, Any] | None = None) -> None:
+        """Append one chunk's item metadata (in index order) and its image bytes, and with the
+        job's first chunk its `record` too: one round trip (MULTI: a record never appears
+        without its first items). Chunk k holds items k*chunk_size onwards; add them in order.
+        """
+        with self.r.pipeline() as pipe:
+            if record is not None:
+                self._queue_record(pipe, record)
+            pipe.rpush(items_key(job_id), *[json.dumps(m) for m in metas])
+            pipe.expireat(items_key(job_id), expire_at)
+            if inputs:
+                pipe.hset(input_key(job_id, chunk), mapping=inputs)
+                pipe.expireat(input_key(job_id, chunk), expire_at)
+            pipe.execute()
+
+    def seal(self, job_id: str, total: int, chunks: int) -> bool:
+        """All items are written; True if that finished the job (workers were faster)."""
+        args = [total, chunks, now_iso()]
+        return self._seal(keys=[job_key(job_id), done_key(job_id)], args=args) == 1
+
+    def discard(self, job_id: str, tenant: str, chunks: int) -> None:
+        """Remove a job that failed validation half-way (its queued chunks find nothing)."""
+        keys = [job_key(job_id), items_key(job_id), results_key(job_id), done_key(job_id)]
+        keys += [input_key(job_id, c) for c in range(chunks)]
+        with self.r.pipeline() as pipe:
+            pipe.delete(*keys)
+            pipe.zrem(tenant_jobs_key(tenant), job_id)
+            pipe.execute()
+
+    def release_idempotency(self, tenant: str, key: str) -> None:
+        self.r.delete(idempotency_key(tenant, key))
+
+    # -- reading (API) --------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> dict[str, str] | None:
+        return decode_hash(self.r.hgetall(job_key(job_id))) or None
+
+    def list_jobs(self, tenant: str, limit: int, before: float | None) -> list[dict[str, str]]:
+        """The tenant's jobs, newest first, created strictly before `before` (a cursor)."""
+        upper = f"({before!r}" if before is not None else "+inf"
+        ids = self.r.zrevrangebyscore(tenant_jobs_key(tenant), upper, "-inf", start=0,
+                                      num=limit, withscores=True)
+        with self.r.pipeline(transaction=False) as pipe:
+            for job_id, _ in ids:
+                pipe.hgetall(job_key(job_id.decode()))
+            records = pipe.execute()
+        jobs = []
+        for (_, score), raw in zip(ids, records, strict=True):
+            if raw:  # expired jobs linger in the index until the next create prunes them
+                jobs.append(decode_hash(raw) | {"_score": repr(score)})
+        return jobs
+
+    def page(self, job_id: str, start: int, stop: int) -> list[tuple[int, dict, bytes | None]]:
+        """Items [start, stop): (index, item metadata, result JSON or None if not written)."""
+        if stop <= start:
+            return []
+        indices = list(range(start, stop))
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.lrange(items_key(job_id), start, stop - 1)
+            pipe.hmget(results_key(job_id), indices)
+            metas, results = pipe.execute()
+        return [(i, json.loads(m), res) for i, m, res in zip(indices, metas, results, strict=False)]
+
+    def iter_results(self, job_id: str, total: int, batch: int = 1000
+                     ) -> Iterator[tuple[int, dict, bytes | None]]:
+        for start in range(0, total, batch):
+            yield from self.page(job_id, start, min(total, start + batch))
+
+    def cancel(self, job_id: str) -> int:
+        """-1 no such job, 0 already finished, 1 cancelled now (then the inputs are dropped)."""
+        outcome = self._cancel(keys=[job_key(job_id), done_key(job_id)],
+                               args=[now_iso()])
+        if outcome == 1:
+            chunks = int(self.r.hget(job_key(job_id), "chunks") or 0)
+            if chunks:
+                self.r.delete(*[input_key(job_id, c) for c in range(chunks)])
+        return int(outcome)
+
+    def queue_depths(self, queues: Sequence[str]) -> dict[str, int]:
+        """Tasks waiting per Celery queue (kombu's Redis transport: one list per queue)."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.llen(queue)
+            return dict(zip(queues, pipe.execute(), strict=True))
+
+    def live_workers(self) -> int:
+        return int(self.r.zcount(WORKERS_KEY, time.time() - HEARTBEAT_TTL_S, "+inf"))
+
+    # -- processing (workers) ------------------------------------------------------------
+
+    def start_chunk(self, job_id: str, chunk: int | None, model_version: str
+                    ) -> tuple[dict[str, str], int]:
+        """Mark the job running; returns its record ({} if gone) and this attempt's number."""
+        field = f"attempts:{chunk}" if chunk is not None else ""
+        reply = self._start(keys=[job_key(job_id)], args=[now_iso(), model_version, field])
+        if not reply:
+            return {}, 0
+        return decode_hash(reply[1]), int(reply[0])
+
+    def chunk_inputs(self, job_id: str, chunk: int, chunk_size: int
+                     ) -> tuple[list[dict], list[bytes | None], dict[int, bytes]]:
+        """One round trip: the chunk's item metadata, the results already written (a re-run
+        chunk skips those) and its image bytes by item index."""
+        start = chunk * chunk_size
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.lrange(items_key(job_id), start, start + chunk_size - 1)
+            pipe.hmget(results_key(job_id), list(range(start, start + chunk_size)))
+            pipe.hgetall(input_key(job_id, chunk))
+            metas, written, inputs = pipe.execute()
+        return ([json.loads(m) for m in metas], written[:len(metas)],
+                {int(k): v for k, v in inputs.items()})
+
+    def record_results(self, job_id: str, chunk: int | None,
+                       results: Sequence[dict[str, Any]]) -> int:
+        """Write results (each once), count them, drop the chunk's inputs, finish the job if
+        complete: one atomic script. Returns 1 if this call finished the job, -1 if it is gone.
+        """
+        args: list[Any] = [now_iso()]
+        for item in results:
+            args += [item["index"], COUNTERS[item["status"]], json.dumps(item)]
+        keys = [job_key(job_id), results_key(job_id),
+                input_key(job_id, chunk) if chunk is not None else "", done_key(job_id)]
+        return int(self._record(keys=keys, args=args))
+
+    def item_input(self, job_id: str, index: int, chunk_size: int) -> tuple[dict, bytes | None]:
+        """One item's metadata and bytes (the naive benchmark baseline reads items one by one)."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.lindex(items_key(job_id), index)
+            pipe.hget(input_key(job_id, index // chunk_size), str(index))
+            meta, data = pipe.execute()
+        return json.loads(meta or b"{}"), data
+
+    def set_field(self, job_id: str, field: str, value: str) -> None:
+        self._set_field(keys=[job_key(job_id)], args=[field, value])
+
+    def heartbeat(self, hostname: str) -> None:
+        with self.r.pipeline() as pipe:
+            pipe.zadd(WORKERS_KEY, {hostname: time.time()})
+            pipe.zremrangebyscore(WORKERS_KEY, "-inf", time.time() - 10 * HEARTBEAT_TTL_S)
+            pipe.expire(WORKERS_KEY, 2 * HEARTBEAT_TTL_S)
+            pipe.execute()
+
+    def worker_gone(self, hostname: str) -> None:
+        self.r.zrem(WORKERS_KEY, hostname)
+
+
+COUNTERS = {"ok": "done", "error": "failed", "skipped": "skipped"}

@@ -1,0 +1,92 @@
+"""Writing a job's items into the store chunk by chunk, and enqueueing each chunk as soon as it
+is stored: workers start on the first chunk while the rest of an upload is still being read.
+
+Torch-free; used by the API (and by the benchmark harness, which can ask for the naive
+one-task-per-image baseline with `per_item_tasks=True`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from worker import names
+from worker.jobstore import JobSpec, JobStore, NewJob
+
+
+class JobWriter:
+    """Usage: `new = writer.open()`; if `new.created`: `add(...)` each item, then `close()`;
+    on a failure half-way call `abort()` (the queued chunks then find no job and stop).
+
+    A job of one chunk (a single image) costs one Redis round trip and one task message."""
+
+    def __init__(self, store: JobStore, celery: Celery, spec: JobSpec,
+                 idempotency: str | None = None, per_item_tasks: bool = False) -> None:
+        self.store = store
+        self.celery = celery
+        self.spec = spec
+        self.idempotency = idempotency
+        self.per_item_tasks = per_item_tasks
+        self.job: NewJob | None = None
+        self.record: dict[str, str] = {}
+        self.total = 0
+        self.chunks = 0
+        self._metas: list[dict[str, Any]] = []
+        self._inputs: dict[int, bytes] = {}
+
+    def open(self) -> NewJob:
+        """Claim the job id (and Idempotency-Key); the record is written with the first chunk."""
+        self.job = self.store.create_job(self.spec, self.idempotency, write=False)
+        return self.job
+
+    def add(self, meta: dict[str, Any], data: bytes | None) -> None:
+        """One item: its metadata (item_id, filename, url or error) and its bytes, if any."""
+        if data is not None:
+            self._inputs[self.total] = data
+        self._metas.append(meta)
+        self.total += 1
+        if len(self._metas) == self.spec.chunk_size:
+            self._flush(last=False)
+
+    def close(self) -> dict[str, str]:
+        """Write what is left and seal the job; returns the job record as written."""
+        assert self.job is not None
+        if not self.total:
+            raise ValueError("a job needs at least one item")
+        if self.chunks == 0:
+            self._flush(last=True)  # the whole job in one round trip, sealed from the start
+            return self.record
+        if self._metas:
+            self._flush(last=False)
+        if self.store.seal(self.job.job_id, self.total, self.chunks) and self.spec.callback_url:
+            # The workers finished every chunk before sealing: none of them could finish the
+            # job, so the completion webhook is ours to send.
+            self.celery.send_task(names.SEND_WEBHOOK, args=[self.job.job_id])
+        return self.store.get_job(self.job.job_id) or self.record
+
+    def abort(self) -> None:
+        assert self.job is not None
+        self.store.discard(self.job.job_id, self.spec.tenant, self.chunks)
+        if self.idempotency:
+            self.store.release_idempotency(self.spec.tenant, self.idempotency)
+
+    def _flush(self, last: bool) -> None:
+        assert self.job is not None
+        job_id, first = self.job.job_id, self.total - len(self._metas)
+        record = None
+        if self.chunks == 0:  # the job's record goes out with its first items
+            record = self.job.record
+            if last:
+                record = record | {"total": self.total, "chunks": 1, "sealed": 1}
+            self.record = {k: str(v) for k, v in record.items() if k != "_created"}
+        self.store.add_chunk(job_id, self.chunks, self._metas, self._inputs, self.job.expire_at,
+                             record)
+        if self.per_item_tasks:
+            for index in range(first, self.total):
+                self.celery.send_task(names.CLASSIFY_ONE_NAIVE, args=[job_id, index])
+        else:
+            self.celery.send_task(names.CLASSIFY_CHUNK, args=[job_id, self.chunks],
+                                  queue=self.spec.queue)
+        self.chunks += 1
+        self._metas, self._inputs = [], {}

@@ -1,0 +1,27 @@
+"""Task and queue names: the whole contract between the API (which enqueues) and the workers.
+
+The API sends tasks by name (`celery.send_task(CLASSIFY_CHUNK, ...)`), so it never imports the
+task modules, and with them torch.
+"""
+
+from __future__ import annotations
+
+# Queues, in the order a worker polls them: Redis BRPOP tries its keys in order, so with the
+# "priority" queue order strategy a free worker always takes an interactive task first.
+INTERACTIVE_QUEUE = "interactive"  # single images (POST /v1/classify)
+BULK_QUEUE = "bulk"  # chunks of bulk jobs
+TRAINING_QUEUE = "training"  # (re)training runs: a later issue
+WEBHOOKS_QUEUE = "webhooks"  # completion callbacks; network-bound, kept off the model queues
+ALL_QUEUES = (INTERACTIVE_QUEUE, BULK_QUEUE, TRAINING_QUEUE, WEBHOOKS_QUEUE)
+
+CLASSIFY_CHUNK = "tagger.classify_chunk"  # args: job_id, chunk index
+SEND_WEBHOOK = "tagger.send_webhook"  # args: job_id
+# Benchmark baseline only: one task per image, no batching. Not used by the API.
+CLASSIFY_ONE_NAIVE = "tagger.classify_one_naive"  # args: job_id, item index
+
+# The queue is picked per call (a single image and a bulk chunk run the same task), so routes
+# only name the tasks whose queue never changes.
+TASK_ROUTES = {
+    SEND_WEBHOOK: {"queue": WEBHOOKS_QUEUE},
+    CLASSIFY_ONE_NAIVE: {"queue": BULK_QUEUE},
+}

@@ -1,0 +1,79 @@
+"""Result items, the shape DESIGN.md fixes for clients:
+
+    {"index": 0, "item_id": "SKU-123", "filename": "a.jpg", "status": "ok", "label": "Sneaker",
+     "label_index": 7, "confidence": 0.97, "top_k": [{"label": "Sneaker", "score": 0.97}, ...],
+     "needs_review": false, "model_version": "...", "error": null}
+
+Built here as plain dicts (stored as JSON in Redis); torch-free so the API can build the
+`skipped` items of a cancelled job from the same code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+RESULT_FIELDS = ("index", "item_id", "filename", "status", "label", "label_index", "confidence",
+                 "top_k", "needs_review", "model_version", "error")
+
+
+class ScoredLabelLike(Protocol):
+    label: str
+    score: float
+
+
+class PredictionLike(Protocol):
+    """core.predictor.Prediction, without importing it (and torch) here."""
+
+    label: str
+    label_index: int
+    confidence: float
+    top_k: list[ScoredLabelLike]
+
+
+def _base(index: int, meta: dict[str, Any], status: str) -> dict[str, Any]:
+    return {"index": index, "item_id": meta.get("item_id"), "filename": meta.get("filename"),
+            "status": status, "label": None, "label_index": None, "confidence": None,
+            "top_k": [], "needs_review": False, "model_version": None, "error": None}
+
+
+def ok_result(index: int, meta: dict[str, Any], pred: PredictionLike,
+              review_threshold: float | None, model_version: str) -> dict[str, Any]:
+    item = _base(index, meta, "ok")
+    item.update(
+        label=pred.label, label_index=pred.label_index, confidence=round(pred.confidence, 6),
+        top_k=[{"label": s.label, "score": round(s.score, 6)} for s in pred.top_k],
+        needs_review=review_threshold is not None and pred.confidence < review_threshold,
+        model_version=model_version,
+    )
+    return item
+
+
+def error_result(index: int, meta: dict[str, Any], message: str,
+                 model_version: str | None) -> dict[str, Any]:
+    item = _base(index, meta, "error")
+    item.update(error=message, model_version=model_version)
+    return item
+
+
+def skipped_result(index: int, meta: dict[str, Any]) -> dict[str, Any]:
+    item = _base(index, meta, "skipped")
+    item["error"] = "job cancelled before this item was processed"
+    return item
+
+
+def job_summary(job: dict[str, str]) -> dict[str, Any]:
+    """A job as clients see it (GET /v1/jobs/{id}, the webhook body), from its Redis record."""
+    total, done, failed = (int(job.get(k) or 0) for k in ("total", "done", "failed"))
+    # Items of a cancelled job that no worker reached count as skipped straight away.
+    skipped = total - done - failed if job["status"] == "cancelled" else int(job["skipped"] or 0)
+    threshold = job.get("review_threshold")
+    return {
+        "id": job["id"], "kind": job["kind"], "source": job["source"], "status": job["status"],
+        "progress": {"total": total, "done": done, "failed": failed, "skipped": max(0, skipped)},
+        "created_at": job["created_at"], "started_at": job["started_at"] or None,
+        "finished_at": job["finished_at"] or None,
+        "model_version": job["model_version"] or None, "model": job["model"] or None,
+        "top_k": int(job["top_k"]),
+        "review_threshold": float(threshold) if threshold else None,
+        "results_url": f"/v1/jobs/{job['id']}/results",
+    }
