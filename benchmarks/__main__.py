@@ -51,6 +51,25 @@ def inference(data_dir: DataDir = None) -> None:
 
 
 @app.command()
+def service(data_dir: DataDir = None) -> None:
+    """The service end to end vs the in-process Predictor and the naive tutorial design;
+    writes benchmarks/results/latest.json."""
+    from benchmarks.service import run
+
+    save_result("latest", run(data_dir_or_default(data_dir)))
+
+
+@app.command(name="all")
+def run_all(data_dir: DataDir = None) -> None:
+    """Every benchmark above, then the report (about 25 minutes on 2 cores)."""
+    training(None, data_dir)
+    accuracy(None, data_dir)
+    inference(data_dir)
+    service(data_dir)
+    report()
+
+
+@app.command()
 def report() -> None:
     """Render BENCHMARKS.md from benchmarks/results/*.json."""
     from benchmarks.report import write_report

@@ -1,0 +1,50 @@
+"""The common tutorial design, as the baseline the service is measured against: one Celery
+task per image carrying the image (base64) in the message, the model run at batch size 1,
+the answer returned through Celery's result backend.
+
+It is given the same model, the same preprocessing and a model loaded once per process (many
+tutorials reload it per task; that would make the baseline even slower).
+
+    celery -A benchmarks.naive worker --concurrency 2     # NAIVE_REDIS_URL=redis://...
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from celery import Celery
+
+broker = os.environ.get("NAIVE_REDIS_URL", "redis://127.0.0.1:6379/9")
+app = Celery("naive", broker=broker, backend=broker)
+app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"],
+                worker_prefetch_multiplier=1)
+
+_model = None
+
+
+def model():
+    global _model
+    if _model is None:
+        import torch
+
+        from core.checkpoint import load_checkpoint
+        from core.models import SHIPPED_MODEL_PATH
+
+        torch.set_num_threads(1)  # one per prefork child, as the service does
+        _model = load_checkpoint(SHIPPED_MODEL_PATH)
+    return _model
+
+
+@app.task(name="naive.classify")
+def classify(image_b64: str) -> dict:
+    import torch
+
+    from core.preprocessing import preprocess, to_tensor
+
+    net, meta = model()
+    x = to_tensor(preprocess(base64.b64decode(image_b64))).unsqueeze(0)  # (1, 1, 28, 28)
+    with torch.inference_mode():
+        probs = net(x).softmax(1)[0]
+    index = int(probs.argmax())
+    return {"label": meta.labels[index], "label_index": index, "confidence": float(probs[index])}

@@ -1,0 +1,198 @@
+"""The service end to end, against the in-process Predictor and the naive tutorial design.
+
+Starts a real stack in a temporary folder: an embedded Redis, `fashion-tagger up` (API +
+worker, as a user runs it), then the naive Celery worker; all on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from benchmarks.common import Timer, fashion_tagger_cmd
+from core.data import load_fashion_mnist
+from worker.redis_server import EmbeddedRedis, free_port
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def as_pngs(images) -> list[bytes]:
+    out = []
+    for image in images:
+        buffer = io.BytesIO()
+        Image.fromarray(image.numpy()).save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def raw_throughput(pngs: list[bytes], images) -> dict:
+    """The in-process Predictor on the same PNG bytes (decode + preprocess + forward), best
+    backend and micro-batch; and on already-decoded tensors for reference."""
+    from benchmarks.inference import best_rate
+    from core.predictor import Predictor
+    from core.training import to_float
+
+    rates, tensor_rates, labels = {}, {}, None
+    x = to_float(images)  # (N, 1, 28, 28)
+    for backend in ("torch", "onnx"):
+        predictor = Predictor.default(backend=backend, device="cpu")
+        for batch in (64, 256, 1024):
+            predictor.micro_batch = batch
+            rates[f"{backend}/b{batch}"] = round(best_rate(
+                lambda p=predictor: p.predict_images(pngs), len(pngs), repeats=2))
+            tensor_rates[f"{backend}/b{batch}"] = round(best_rate(
+                lambda p=predictor: p.logits(x), len(x), repeats=2))
+        if backend == "onnx":  # what the CPU worker serves (backend auto)
+            labels = [p.label_index for p in predictor.predict_images(pngs)]
+    best = max(rates, key=rates.get)
+    return {"rates": rates, "tensor_rates": tensor_rates, "best": best,
+            "raw_img_per_s": rates[best], "offline_labels": labels}
+
+
+@contextmanager
+def running_stack(redis_url: str, data_dir: Path):
+    port = free_port()
+    env = {**os.environ, "TAGGER_REDIS_URL": redis_url, "TAGGER_DATA_DIR": str(data_dir)}
+    env.pop("TAGGER_API_KEYS", None)
+    log = open(data_dir / "up.log", "wb")
+    process = subprocess.Popen([*fashion_tagger_cmd(), "up", "--port", str(port),
+                                "--data-dir", str(data_dir)], env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"stack did not become ready; see {data_dir / 'up.log'}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(120)
+        log.close()
+
+
+def bulk_e2e(base: str, pngs: list[bytes]) -> dict:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
+        for i, data in enumerate(pngs):
+            zf.writestr(f"{i:05d}.png", data)
+    body = archive.getvalue()
+    with httpx.Client(base_url=base, timeout=600) as client, Timer() as t:
+        job = client.post("/v1/jobs", files={"archive": ("test.zip", body, "application/zip")})
+        job.raise_for_status()
+        job_id = job.json()["id"]
+        while (status := client.get(f"/v1/jobs/{job_id}").json())["status"] not in TERMINAL:
+            time.sleep(0.05)
+        export = client.get(f"/v1/jobs/{job_id}/results", params={"format": "jsonl"})
+    items = [json.loads(line) for line in export.text.splitlines() if line.strip()]
+    return {"seconds": t.seconds, "status": status, "items": items}
+
+
+async def _classify_latencies(base: str, pngs: list[bytes], clients: int, per_client: int
+                              ) -> list[float]:
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+        async def one_client(c: int) -> None:
+            for r in range(per_client):
+                data = pngs[(c * per_client + r) % len(pngs)]
+                start = time.perf_counter()
+                response = await client.post("/v1/classify", params={"wait": 10},
+                                             files={"file": ("x.png", data, "image/png")})
+                latencies.append((time.perf_counter() - start) * 1000)
+                if response.status_code != 200:
+                    raise RuntimeError(f"classify answered {response.status_code}: "
+                                       f"{response.text[:200]}")
+
+        await asyncio.gather(*(one_client(c) for c in range(clients)))
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def naive_throughput(redis_url: str, pngs: list[bytes], data_dir: Path) -> float:
+    env = {**os.environ, "NAIVE_REDIS_URL": redis_url}
+    log = open(data_dir / "naive.log", "wb")
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "benchmarks.naive", "worker",
+                               "--concurrency", "2", "--loglevel", "WARNING"], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    os.environ["NAIVE_REDIS_URL"] = redis_url
+    from benchmarks import naive
+
+    naive.app.conf.broker_url = naive.app.conf.result_backend = redis_url
+    try:
+        naive.classify.delay(base64.b64encode(pngs[0]).decode()).get(timeout=120)  # warm up
+        with Timer() as t:
+            pending = [naive.classify.delay(base64.b64encode(p).decode()) for p in pngs]
+            for result in pending:
+                result.get(timeout=600)
+        return len(pngs) / t.seconds
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        log.close()
+
+
+def run(data_dir: Path, naive_items: int = 2000) -> dict:
+    images = load_fashion_mnist(data_dir, "test").images
+    pngs = as_pngs(images)
+    raw = raw_throughput(pngs, images)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        with EmbeddedRedis(tmp_path / "redis") as server:
+            with running_stack(server.url, tmp_path) as base:
+                bulk_e2e(base, pngs[:512])  # warm-up: workers' first chunks, ONNX cache
+                bulk = bulk_e2e(base, pngs)
+                asyncio.run(_classify_latencies(base, pngs, 1, 20))  # warm-up
+                single = asyncio.run(_classify_latencies(base, pngs, 1, 300))
+                concurrent = asyncio.run(_classify_latencies(base, pngs, 32, 20))
+            naive_rate = naive_throughput(server.url.rsplit("/", 1)[0] + "/1",
+                                          pngs[:naive_items], tmp_path)
+    items = bulk["items"]
+    indices = sorted(item["index"] for item in items)
+    by_name = {item["filename"]: item["label_index"] for item in items}
+    offline = raw.pop("offline_labels")
+    match = (indices == list(range(len(pngs)))
+             and all(by_name.get(f"{i:05d}.png") == label for i, label in enumerate(offline)))
+    e2e_rate = len(pngs) / bulk["seconds"]
+    return {
+        "raw_img_per_s": raw["raw_img_per_s"],
+        "e2e_bulk_img_per_s": round(e2e_rate),
+        "naive_img_per_s": round(naive_rate),
+        "single_p50_ms": round(percentile(single, 50), 2),
+        "single_p99_ms_32c": round(percentile(concurrent, 99), 2),
+        "e2e_labels_match_offline": match,
+        "ratios": {"e2e_over_raw": round(e2e_rate / raw["raw_img_per_s"], 3),
+                   "e2e_over_naive": round(e2e_rate / naive_rate, 2)},
+        "details": {
+            "raw_best": raw["best"], "raw_rates_png_bytes": raw["rates"],
+            "raw_rates_decoded_tensors": raw["tensor_rates"],
+            "bulk_items": len(items), "bulk_job_status": bulk["status"]["status"],
+            "bulk_failed": bulk["status"]["progress"]["failed"],
+            "single_p99_ms": round(percentile(single, 99), 2),
+            "concurrent_p50_ms_32c": round(percentile(concurrent, 50), 2),
+            "naive_items": naive_items,
+        },
+    }
