@@ -14,7 +14,10 @@ from api.auth import KeyRing, Tenant
 from api.errors import ApiError
 from api.metrics import Metrics
 from core.settings import Settings
+from worker.datasets import DatasetStore
 from worker.jobstore import JobStore
+from worker.registry import ModelRegistry
+from worker.trainjobs import TrainingStore
 
 
 @dataclass
@@ -41,6 +44,19 @@ def get_store(request: Request) -> JobStore:
     return get_services(request).store
 
 
+def get_registry(request: Request) -> ModelRegistry:
+    return ModelRegistry(get_store(request).r)  # cheap: scripts are loaded on first use
+
+
+def get_training_store(request: Request) -> TrainingStore:
+    services = get_services(request)
+    return TrainingStore(services.store.r, services.settings.result_ttl_s)
+
+
+def get_dataset_store(request: Request) -> DatasetStore:
+    return DatasetStore(get_store(request).r)
+
+
 def get_async_redis(request: Request) -> aioredis.Redis:
     client = get_services(request).aredis
     assert client is not None, "the app's lifespan has not run"
@@ -64,8 +80,19 @@ async def current_tenant(
     return tenant
 
 
+async def admin_tenant(tenant: Annotated[Tenant, Depends(current_tenant)]) -> Tenant:
+    """Operator routes (training, datasets, activating models) need a key marked `:admin`."""
+    if not tenant.admin:
+        raise ApiError(403, "this operation needs an admin API key (key:tenant:admin)")
+    return tenant
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 AsyncRedisDep = Annotated[aioredis.Redis, Depends(get_async_redis)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 TenantDep = Annotated[Tenant, Depends(current_tenant)]
+AdminDep = Annotated[Tenant, Depends(admin_tenant)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+TrainingStoreDep = Annotated[TrainingStore, Depends(get_training_store)]
+DatasetStoreDep = Annotated[DatasetStore, Depends(get_dataset_store)]

@@ -18,7 +18,8 @@ from api.errors import install_error_handlers
 from api.jobviews import MAX_WAIT_S
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import RequestMetricsMiddleware, create_metrics
-from api.routes import classify, health, jobs, results
+from api.routes import classify, datasets, health, jobs, models, results, training, web
+from core.logs import configure_json_logging
 from core.settings import Settings, get_settings
 from worker.app import create_celery
 from worker.connection import redis_url, sync_redis
@@ -30,6 +31,8 @@ log = logging.getLogger("api")
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
+    if services.settings.log_format == "json":
+        configure_json_logging()  # here, not at import: only a serving process logs JSON
     if services.keys.open:
         log.warning("TAGGER_API_KEYS is empty: every request is the open local tenant"
                     " 'local' (admin). Do not expose this server.")
@@ -61,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.services.metrics)
-    for module in (health, classify, jobs, results):
+    for module in (health, classify, jobs, results, training, models, datasets, web):
         app.include_router(module.router)
     return app
 

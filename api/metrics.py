@@ -1,25 +1,47 @@
-"""Prometheus metrics: request latency per route, submissions, and queue depth / live workers
-read from Redis at scrape time. One registry per app (tests build many apps)."""
+"""Prometheus metrics (`GET /metrics`) and the per-request access log line.
+
+Two sources, one registry per app (tests build many apps):
+- this process: request latency by method, route template and status; items submitted;
+- Redis, read at scrape time by `RedisCollector`: queue depths, live workers, jobs by state,
+  and what the workers measured (items processed and failed, batch sizes, preprocessing and
+  inference latency, models in use; see worker.metrics for the layout and why it is there).
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import redis
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.logs import job_context
+from worker import metrics as worker_metrics
 from worker import names
 from worker.jobstore import JobStore
 
+log = logging.getLogger("api.access")
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# The job a request is about, for its log lines (`/v1/jobs/{id}...`, `/v1/training-jobs/{id}`).
+JOB_PATH = re.compile(r"^/v1/(?:training-)?jobs/([0-9A-Za-z_-]{1,64})(?:/|$)")
 
 
 @dataclass
@@ -27,8 +49,6 @@ class Metrics:
     registry: CollectorRegistry
     requests: Histogram
     items: Counter
-    queue_depth: Gauge
-    workers: Gauge
 
 
 def create_metrics() -> Metrics:
@@ -39,20 +59,98 @@ def create_metrics() -> Metrics:
                            ["method", "route", "status"], buckets=LATENCY_BUCKETS,
                            registry=registry),
         items=Counter("tagger_items_submitted", "items submitted", ["kind"], registry=registry),
-        queue_depth=Gauge("tagger_queue_depth", "tasks waiting", ["queue"], registry=registry),
-        workers=Gauge("tagger_live_workers", "workers with a recent heartbeat",
-                      registry=registry),
     )
 
 
+class RedisCollector(Collector):
+    """Reads the shared numbers at scrape time: 3 pipelined round trips, whatever the load."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("tagger_redis_up", "1 if Redis answered this scrape")
+        try:
+            depths = self.store.queue_depths(names.ALL_QUEUES)
+            workers = self.store.live_workers()
+            snapshot = worker_metrics.read_snapshot(self.store.r)
+        except redis.RedisError as exc:  # the HTTP metrics above are still worth serving
+            logging.getLogger(__name__).warning("metrics: Redis unreachable: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        queue = GaugeMetricFamily("tagger_queue_depth", "tasks waiting", labels=["queue"])
+        for name, depth in depths.items():
+            queue.add_metric([name], depth)
+        yield queue
+        yield GaugeMetricFamily("tagger_live_workers", "workers with a recent heartbeat",
+                                value=workers)
+        yield from _job_metrics(snapshot)
+        yield from _worker_metrics(snapshot)
+
+
+def _job_metrics(snapshot: worker_metrics.Snapshot) -> Iterator[Metric]:
+    entered = CounterMetricFamily("tagger_jobs_entered", "jobs that entered each state"
+                                  " (queued = submitted)", labels=["state"])
+    for state in worker_metrics.JOB_STATES:
+        entered.add_metric([state], snapshot.jobs.get(state, 0))
+    yield entered
+    active = GaugeMetricFamily("tagger_jobs_active", "jobs queued or running now",
+                               labels=["state"])
+    for state in worker_metrics.ACTIVE_STATES:
+        active.add_metric([state], snapshot.jobs_active.get(state, 0))
+    yield active
+
+
+def _worker_metrics(snapshot: worker_metrics.Snapshot) -> Iterator[Metric]:
+    items = CounterMetricFamily("tagger_items_processed", "items the workers finished, by"
+                                " outcome (ok, error = failed, skipped = cancelled)",
+                                labels=["queue", "status"])
+    for (queue, status), count in sorted(snapshot.items.items()):
+        items.add_metric([queue, status], count)
+    yield items
+    for name, (_, help_text) in worker_metrics.HISTOGRAMS.items():
+        family = HistogramMetricFamily(f"tagger_{name}", help_text, labels=["queue"])
+        for sample in snapshot.histograms.get(name, []):
+            family.add_metric([sample.label], sample.buckets, sample.sum)
+        yield family
+    last_used = GaugeMetricFamily("tagger_model_last_used_timestamp_seconds",
+                                  "when a worker last tagged items with each model version",
+                                  labels=["version"])
+    for version, stamp in sorted(snapshot.models.items()):
+        last_used.add_metric([version], stamp)
+    yield last_used
+    active = GaugeMetricFamily("tagger_active_model_info", "the model version new jobs are"
+                               " served with (value 1)", labels=["version"])
+    # The registry's choice; before anything is registered, the version used most recently.
+    version = snapshot.active_model or (
+        max(snapshot.models, key=snapshot.models.__getitem__) if snapshot.models else None)
+    if version:
+        active.add_metric([version], 1)
+    yield active
+
+
+class _Scrape:
+    """This process's registry and the Redis collector, read as one registry."""
+
+    def __init__(self, metrics: Metrics, store: JobStore) -> None:
+        self.sources: tuple[Collector, ...] = (metrics.registry, RedisCollector(store))
+
+    def collect(self) -> Iterator[Metric]:
+        for source in self.sources:
+            yield from source.collect()
+
+
 def render_metrics(metrics: Metrics, store: JobStore) -> tuple[bytes, str]:
-    for queue, depth in store.queue_depths(names.ALL_QUEUES).items():
-        metrics.queue_depth.labels(queue).set(depth)
-    metrics.workers.set(store.live_workers())
-    return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+    return generate_latest(_Scrape(metrics, store)), CONTENT_TYPE_LATEST  # type: ignore[arg-type]
 
 
 class RequestMetricsMiddleware:
+    """Times every request by route template (not ids), and writes one access log line with
+    the job id it is about; log lines written while handling the request carry it too."""
+
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
@@ -69,9 +167,15 @@ class RequestMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")  # the template, not ids
-            self.metrics.requests.labels(scope["method"], route, str(status)).observe(
-                time.perf_counter() - start)
+        match = JOB_PATH.match(scope["path"])
+        with job_context(match.group(1) if match else None):
+            try:
+                await self.app(scope, receive, recording_send)
+            finally:
+                elapsed = time.perf_counter() - start
+                route = getattr(scope.get("route"), "path", "unmatched")
+                self.metrics.requests.labels(scope["method"], route, str(status)).observe(elapsed)
+                # The path only, never the query string: nothing a client put there is logged.
+                log.info("%s %s %s", scope["method"], scope["path"], status,
+                         extra={"method": scope["method"], "route": route, "status": status,
+                                "duration_ms": round(elapsed * 1000, 2)})

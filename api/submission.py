@@ -11,6 +11,7 @@ from api.uploads import Item
 from worker import names
 from worker.jobstore import JobSpec
 from worker.jobwriter import JobWriter
+from worker.registry import ModelRegistry
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
@@ -31,6 +32,9 @@ def submit(services: Services, tenant: Tenant, items: Iterable[Item], *, kind: s
     A repeated Idempotency-Key returns the tenant's earlier job (created=False) and reads
     none of the items. Anything that goes wrong half-way removes the job again.
     """
+    if model is not None and not ModelRegistry(services.store.r).exists(model):
+        # A pinned version must exist now: it cannot appear later (names are never reused).
+        raise ApiError(422, f"model: unknown model version {model!r}; see GET /v1/models")
     settings = services.settings
     single = kind == "classify"
     spec = JobSpec(

@@ -1,11 +1,12 @@
-"""The common tutorial design, as the baseline the service is measured against: one Celery
-task per image carrying the image (base64) in the message, the model run at batch size 1,
-the answer returned through Celery's result backend.
+"""The common tutorial design, as the baseline the service is measured against: a FastAPI
+`POST /predict` per image that queues one Celery task carrying the image (base64), the model
+run at batch size 1, and `GET /result/{task_id}` reading Celery's result backend.
 
 It is given the same model, the same preprocessing and a model loaded once per process (many
 tutorials reload it per task; that would make the baseline even slower).
 
     celery -A benchmarks.naive worker --concurrency 2     # NAIVE_REDIS_URL=redis://...
+    uvicorn benchmarks.naive:web
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import base64
 import os
 
 from celery import Celery
+from celery.result import AsyncResult
+from fastapi import FastAPI, UploadFile
 
 broker = os.environ.get("NAIVE_REDIS_URL", "redis://127.0.0.1:6379/9")
 app = Celery("naive", broker=broker, backend=broker)
@@ -48,3 +51,18 @@ def classify(image_b64: str) -> dict:
         probs = net(x).softmax(1)[0]
     index = int(probs.argmax())
     return {"label": meta.labels[index], "label_index": index, "confidence": float(probs[index])}
+
+
+web = FastAPI(title="naive tutorial service")
+
+
+@web.post("/predict")
+async def predict(file: UploadFile) -> dict:
+    task = classify.delay(base64.b64encode(await file.read()).decode())
+    return {"task_id": task.id}
+
+
+@web.get("/result/{task_id}")
+def result(task_id: str) -> dict:
+    outcome = AsyncResult(task_id, app=app)
+    return {"status": outcome.status, "result": outcome.result if outcome.ready() else None}

@@ -7,7 +7,6 @@ worker, as a user runs it), then the naive Celery worker; all on this machine.
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import os
@@ -132,27 +131,54 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def naive_throughput(redis_url: str, pngs: list[bytes], data_dir: Path) -> float:
+def naive_throughput(redis_url: str, pngs: list[bytes], data_dir: Path, clients: int = 32
+                     ) -> dict:
+    """Images per second through the tutorial design (benchmarks/naive.py), driven over HTTP
+    like the service: uploads with `clients` concurrent connections, then result polling."""
     env = {**os.environ, "NAIVE_REDIS_URL": redis_url}
+    port = free_port()
     log = open(data_dir / "naive.log", "wb")
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "benchmarks.naive", "worker",
-                               "--concurrency", "2", "--loglevel", "WARNING"], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    os.environ["NAIVE_REDIS_URL"] = redis_url
-    from benchmarks import naive
-
-    naive.app.conf.broker_url = naive.app.conf.result_backend = redis_url
+    children = [
+        subprocess.Popen([sys.executable, "-m", "celery", "-A", "benchmarks.naive", "worker",
+                          "--concurrency", "2", "--loglevel", "WARNING"], env=env, stdout=log,
+                         stderr=subprocess.STDOUT),
+        subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.naive:web", "--port",
+                          str(port), "--log-level", "warning"], env=env, stdout=log,
+                         stderr=subprocess.STDOUT),
+    ]
+    base = f"http://127.0.0.1:{port}"
     try:
-        naive.classify.delay(base64.b64encode(pngs[0]).decode()).get(timeout=120)  # warm up
+        asyncio.run(_naive_run(base, pngs[:4], clients))  # warm-up: model loaded in children
         with Timer() as t:
-            pending = [naive.classify.delay(base64.b64encode(p).decode()) for p in pngs]
-            for result in pending:
-                result.get(timeout=600)
-        return len(pngs) / t.seconds
+            labels = asyncio.run(_naive_run(base, pngs, clients))
+        return {"img_per_s": len(pngs) / t.seconds, "labels": labels}
     finally:
-        worker.terminate()
-        worker.wait(60)
+        for child in children:
+            child.terminate()
+            child.wait(60)
         log.close()
+
+
+async def _naive_run(base: str, pngs: list[bytes], clients: int) -> list[int]:
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+        for _ in range(600):  # the server may still be starting
+            try:
+                await client.get("/docs")
+                break
+            except httpx.TransportError:
+                await asyncio.sleep(0.2)
+        gate = asyncio.Semaphore(clients)
+
+        async def one(data: bytes) -> int:
+            async with gate:
+                task = (await client.post("/predict", files={"file": ("x.png", data)})).json()
+                while (answer := (await client.get(f"/result/{task['task_id']}")).json())[
+                        "status"] not in ("SUCCESS", "FAILURE"):
+                    await asyncio.sleep(0.02)
+                return answer["result"]["label_index"]
+
+        return list(await asyncio.gather(*(one(p) for p in pngs)))
 
 
 def run(data_dir: Path, naive_items: int = 2000) -> dict:
@@ -168,8 +194,8 @@ def run(data_dir: Path, naive_items: int = 2000) -> dict:
                 asyncio.run(_classify_latencies(base, pngs, 1, 20))  # warm-up
                 single = asyncio.run(_classify_latencies(base, pngs, 1, 300))
                 concurrent = asyncio.run(_classify_latencies(base, pngs, 32, 20))
-            naive_rate = naive_throughput(server.url.rsplit("/", 1)[0] + "/1",
-                                          pngs[:naive_items], tmp_path)
+            naive = naive_throughput(server.url.rsplit("/", 1)[0] + "/1",
+                                     pngs[:naive_items], tmp_path)
     items = bulk["items"]
     indices = sorted(item["index"] for item in items)
     by_name = {item["filename"]: item["label_index"] for item in items}
@@ -177,6 +203,7 @@ def run(data_dir: Path, naive_items: int = 2000) -> dict:
     match = (indices == list(range(len(pngs)))
              and all(by_name.get(f"{i:05d}.png") == label for i, label in enumerate(offline)))
     e2e_rate = len(pngs) / bulk["seconds"]
+    naive_rate = naive["img_per_s"]
     return {
         "raw_img_per_s": raw["raw_img_per_s"],
         "e2e_bulk_img_per_s": round(e2e_rate),
@@ -194,5 +221,6 @@ def run(data_dir: Path, naive_items: int = 2000) -> dict:
             "single_p99_ms": round(percentile(single, 99), 2),
             "concurrent_p50_ms_32c": round(percentile(concurrent, 50), 2),
             "naive_items": naive_items,
+            "naive_labels_match_offline": naive["labels"] == offline[:naive_items],
         },
     }

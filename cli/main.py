@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import ml, stack
+from cli import ml, remote, stack
 
 app = typer.Typer(
     name="fashion-tagger",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 ml.register(app)
 stack.register(app)
+remote.register(app)
 
 
 @app.callback()

@@ -26,7 +26,8 @@ def data_dir_or_default(data_dir: Path | None) -> Path:
 def train(
     out: Annotated[Path, typer.Option(help="Output folder for the model and its artifacts")] = Path(
         "runs/latest"),
-    recipe: Annotated[str, typer.Option(help="baseline | default-fast | default")] = "default",
+    recipe: Annotated[str, typer.Option(
+        help="baseline | default-fast | default | finetune")] = "default",
     arch: Annotated[str | None, typer.Option(help="Override the recipe's architecture")] = None,
     epochs: Annotated[int | None, typer.Option(min=1)] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
@@ -38,8 +39,23 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
     data_dir: DataDirOpt = None,
     download: Annotated[bool, typer.Option(help="Download Fashion-MNIST when missing")] = False,
+    init_from: Annotated[Path | None, typer.Option(
+        help="Start from this checkpoint's weights (same arch and labels): fine-tuning")] = None,
+    remote: Annotated[bool, typer.Option(
+        "--remote", help="Queue the run on a server's workers (default-fast recipe, the"
+                         " overrides above) and follow it; --out/--data-dir stay local")] = False,
+    server: Annotated[str | None, typer.Option(help="With --remote: TAGGER_SERVER_URL")] = None,
+    api_key: Annotated[str | None, typer.Option(help="With --remote: TAGGER_API_KEY")] = None,
 ) -> None:
     """Train a model on the Fashion-MNIST training split (validation carved out of it)."""
+    if remote:
+        from cli.remote import run_remote_training
+
+        run_remote_training(server, api_key, {
+            "arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "augment": augment, "seed": seed, "max_train_items": max_train_items})
+        return
+    from core.checkpoint import load_checkpoint
     from core.data import load_fashion_mnist
     from core.runs import run_training
     from core.training import recipe as get_recipe
@@ -53,7 +69,8 @@ def train(
                                   **{k: v for k, v in overrides.items() if v is not None}})
         root = data_dir_or_default(data_dir)
         data = load_fashion_mnist(root, "train", download=download)
-    except (ValueError, FileNotFoundError) as exc:
+        parent = load_checkpoint(init_from) if init_from is not None else None
+    except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
         raise typer.BadParameter(str(exc)) from exc
 
     console.print(f"[bold]Training[/] {cfg.model_dump_json()}")
@@ -72,8 +89,10 @@ def train(
                 bar.console.print(f"epoch {p.epoch}: loss {p.loss:.4f} acc {p.accuracy:.4f}"
                                   f"{val} ({p.elapsed_s:.0f} s)")
 
-        output = run_training(cfg, data, out, {"name": "fashion-mnist", "split": "train"},
-                              on_progress)
+        output = run_training(
+            cfg, data, out, {"name": "fashion-mnist", "split": "train"}, on_progress,
+            init_state=parent[0].state_dict() if parent else None,
+            parent=parent[1] if parent else None)
     val = output.val_metrics.accuracy if output.val_metrics else None
     console.print(f"[green]Saved[/] {output.model_path} in {output.result.seconds:.0f} s"
                   + (f", validation accuracy {val:.4f}" if val is not None else ""))

@@ -1,9 +1,11 @@
 """Service commands: `up` (the whole stack), `api` and `worker` (the parts, separately).
 
 `up` starts, as child processes: an embedded Redis (when TAGGER_REDIS_URL is unset; its
-append-only file lives in <data-dir>/redis, so the next `up` finds its jobs again), a Celery
-worker and the API. Ctrl-C or SIGTERM stops them in reverse order: API, worker (finishing its
-tasks), Redis (flushing its file); a child that hangs is killed after a timeout.
+append-only file lives in <data-dir>/redis, so the next `up` finds its jobs again), an inference
+worker (interactive, bulk, webhooks), a training worker (the training queue, one job at a time,
+so a long run never delays tagging) and the API. Ctrl-C or SIGTERM stops them in reverse order:
+API, workers (finishing their tasks), Redis (flushing its file); a child that hangs is killed
+after a timeout.
 
 `api` and `worker` start nothing else: they use TAGGER_REDIS_URL, or redis://127.0.0.1:6379/0
 when it is unset.
@@ -25,11 +27,16 @@ import typer
 from rich.console import Console
 
 from core.settings import Settings, get_settings
+from worker import names
 
 console = Console(stderr=True)
 
-DEFAULT_QUEUES = "interactive,bulk,training,webhooks"
-STOP_TIMEOUT_S = {"api": 10.0, "worker": 60.0, "redis": 15.0}  # worker: let chunks finish
+DEFAULT_QUEUES = ",".join(names.ALL_QUEUES)  # `fashion-tagger worker`: one worker for all
+INFERENCE_QUEUES = ",".join(names.INFERENCE_QUEUES)
+TRAINING_QUEUES = ",".join(names.TRAINING_QUEUES)
+# Workers: let chunks finish. A training run that does not stop in time is killed; its job
+# restarts cleanly on the next start (or is marked failed), see worker.trainjobs.
+STOP_TIMEOUT_S = {"api": 10.0, "worker": 60.0, "training-worker": 30.0, "redis": 15.0}
 
 HostOpt = Annotated[str, typer.Option(help="Address to bind (loopback by default)")]
 PortOpt = Annotated[int, typer.Option(min=1, max=65535)]
@@ -61,8 +68,11 @@ def _die_with_parent() -> None:
         pass  # not Linux: children may outlive a killed parent
 
 
-def worker_argv(queues: str, concurrency: int, pool: str | None) -> list[str]:
+def worker_argv(queues: str, concurrency: int, pool: str | None,
+                name: str | None = None) -> list[str]:
     argv = ["worker", "-Q", queues, "--loglevel", "INFO"]
+    if name:
+        argv += ["-n", name]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if pool:
@@ -79,7 +89,8 @@ def up(
     pool: PoolOpt = None,
     allow_public: PublicOpt = False,
 ) -> None:
-    """Run the whole service: embedded Redis (unless TAGGER_REDIS_URL), a worker, the API."""
+    """Run the whole service: embedded Redis (unless TAGGER_REDIS_URL), an inference worker,
+    a training worker, the API."""
     from worker.redis_server import EmbeddedRedis
 
     settings = get_settings()
@@ -101,7 +112,13 @@ def up(
             console.print(f"embedded Redis on {redis_server.url} (data in {data_dir}/redis)")
         celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
         children.append(("worker", subprocess.Popen(
-            celery + worker_argv(DEFAULT_QUEUES, workers, pool), env=env, **spawn)))
+            celery + worker_argv(INFERENCE_QUEUES, workers, pool, "inference@%h"), env=env,
+            **spawn)))
+        # prefork with one child: training runs in a child (the parent stays torch-free and
+        # enforces the time limit, which the solo pool cannot), one job at a time.
+        children.append(("training-worker", subprocess.Popen(
+            celery + worker_argv(TRAINING_QUEUES, 1, "prefork", "training@%h"), env=env,
+            **spawn)))
         children.append(("api", subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port",
              str(port)], env=env, **spawn)))
@@ -116,7 +133,7 @@ def up(
         stopping = True
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut cleanup
-        for name, child in reversed(children):  # API first, then the worker
+        for name, child in reversed(children):  # API first, then the workers
             _stop(name, child)
         if redis_server is not None:
             redis_server.stop(STOP_TIMEOUT_S["redis"])

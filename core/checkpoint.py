@@ -48,6 +48,7 @@ class ModelMeta(BaseModel):
     dataset: dict[str, Any] = Field(default_factory=dict)
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
     versions: dict[str, str] = Field(default_factory=lambda: library_versions())
+    parent: dict[str, Any] | None = None  # the model this one was fine-tuned from
     weights_sha256: str = ""
     parameters: int = 0
 

@@ -6,6 +6,7 @@ and was faster on CPU here; see BENCHMARKS.md). `auto` picks onnx on CPU, torch 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,14 @@ class Prediction:
     label_index: int
     confidence: float
     top_k: list[ScoredLabel]
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Seconds one predict_images call spent per stage (the worker's latency metrics)."""
+
+    preprocess_s: float  # decode + preprocess every image
+    inference_s: float  # the batched forward pass, softmax and top-k
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,15 @@ class Predictor:
         self, images: Sequence[bytes], top_k: int = 3, max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> list[Prediction | ItemError]:
         """Decode and preprocess each image, then one batched forward pass over the good ones."""
+        return self.predict_images_timed(images, top_k, max_pixels)[0]
+
+    def predict_images_timed(
+        self, images: Sequence[bytes], top_k: int = 3, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> tuple[list[Prediction | ItemError], StageTimes]:
+        """predict_images, and the time each stage took."""
+        start = time.perf_counter()
         batch, errors = preprocess_batch(images, max_pixels=max_pixels)  # (N_ok, 1, 28, 28)
+        preprocessed = time.perf_counter()
         predictions = iter(self.predict_tensor(batch, top_k))
-        return [ItemError(err) if err is not None else next(predictions) for err in errors]
+        times = StageTimes(preprocessed - start, time.perf_counter() - preprocessed)
+        return [ItemError(err) if err is not None else next(predictions) for err in errors], times

@@ -37,6 +37,7 @@ def run_training(
     on_progress: ProgressCallback | None = None,
     should_stop: CancelHook | None = None,
     init_state: dict | None = None,
+    parent: ModelMeta | None = None,
 ) -> RunOutput:
     """Train on `data` (a training split; a validation set is carved out of it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +46,8 @@ def run_training(
         train_set, val_set = train_val_split(data, cfg.val_fraction, cfg.seed)
     else:
         train_set, val_set = data, None
+    if parent is not None:
+        check_compatible(cfg, data, parent)
     result = train(cfg, train_set, val_set, on_progress, should_stop, init_state)
 
     val_metrics = None
@@ -66,9 +69,25 @@ def run_training(
         train_config=cfg.model_dump(),
         history=[asdict(h) for h in result.history],
         dataset={**dataset_info, "checksum": data.checksum(), "items": len(data)},
+        parent=parent_summary(parent) if parent is not None else None,
     )
     model_path = save_checkpoint(out_dir / MODEL_FILE, result.model, meta)
     report = {"metrics": metrics, "validation": val_metrics.model_dump() if val_metrics else None,
               "history": meta.history, "config": meta.train_config}
     (out_dir / METRICS_FILE).write_text(json.dumps(report, indent=2))
     return RunOutput(model_path, result, val_metrics)
+
+
+def check_compatible(cfg: TrainConfig, data: ImageSet, parent: ModelMeta) -> None:
+    """Fine-tuning keeps the architecture and the label list of the model it starts from."""
+    if parent.arch != cfg.arch:
+        raise ValueError(f"init_from model has arch {parent.arch!r}, not {cfg.arch!r}")
+    if list(parent.labels) != list(data.labels):
+        raise ValueError(f"init_from model has labels {parent.labels}, the dataset"
+                         f" {list(data.labels)}")
+
+
+def parent_summary(parent: ModelMeta) -> dict:
+    return {"weights_sha256": parent.weights_sha256, "arch": parent.arch,
+            "train_config": parent.train_config, "metrics": parent.metrics,
+            "dataset": parent.dataset, "created_at": parent.created_at}

@@ -58,6 +58,22 @@ class Settings(BaseSettings):
     # Redis redelivers an unacked task after this long; it must exceed the longest task or a
     # slow chunk runs twice (harmless, results are idempotent, but wasted work).
     broker_visibility_timeout_s: int = Field(default=7200, gt=0)
+    # Training jobs (worker/trainer.py). A run longer than the visibility timeout may be
+    # delivered twice; the job's lease makes the second delivery stand aside (worker.trainjobs).
+    training_time_limit_s: int = Field(default=6 * 3600, gt=60, description="one training job")
+    # A training worker renews its job's lease 6 times per lease; a job not renewed for two
+    # leases (+10 s) is ended as failed ("worker lost"), see worker.trainjobs.
+    training_lease_s: float = Field(default=30.0, ge=1, le=600)
+    # Datasets uploaded for training (POST /v1/datasets); kept in Redis with their images.
+    dataset_min_images_per_class: int = Field(default=5, ge=1)
+    dataset_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    # Service processes log JSON lines (one object per line, with the job id); "text" for
+    # the plain formats of uvicorn and Celery.
+    log_format: Literal["json", "text"] = "json"
+
+    # The remote client (`fashion-tagger submit/jobs/status/...`): which server, which key.
+    server_url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
 
     @field_validator("webhook_secret")
     @classmethod

@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, Field
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from core.architectures import build_model
 from core.augment import augment_batch
@@ -39,6 +40,9 @@ class TrainConfig(BaseModel):
     random_erasing: float = Field(default=0.25, ge=0, le=1)
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
     amp: bool = Field(default=True, description="bfloat16 autocast where the hardware has it")
+    ema_decay: float | None = Field(
+        default=None, ge=0.9, lt=1, description="keep an exponential moving average of the"
+        " weights (and BN statistics) and return it instead of the last weights")
     val_fraction: float = Field(default=1 / 12, ge=0, lt=1)
     max_train_items: int | None = Field(default=None, ge=1)
     seed: int = 0
@@ -56,8 +60,12 @@ RECIPES: dict[str, TrainConfig] = {
     # Fits the 10-minute budget on a 2-core CPU; erasing is left out of the short schedule,
     # where it slows convergence more than it regularises.
     "default-fast": TrainConfig(arch="default", epochs=18, random_erasing=0.0),
-    # The shipped model's recipe.
+    # The first stage of the shipped model.
     "default": TrainConfig(arch="default", epochs=50),
+    # A second stage from a trained model (`--init-from`): a low, decaying learning rate with
+    # the weights averaged over its last epochs. The shipped model is `default` + `finetune`.
+    "finetune": TrainConfig(arch="default", epochs=10, lr=5e-4, schedule="cosine",
+                            ema_decay=0.999),
 }
 
 
@@ -174,6 +182,7 @@ def train_one_epoch(
     generator: torch.Generator,
     report: Callable[[int, int, float, float], None],
     should_stop: CancelHook,
+    ema: AveragedModel | None = None,
 ) -> tuple[float, float]:
     model.train()
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -197,6 +206,8 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         loss_sum += loss.item() * len(idx)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(idx)
@@ -226,6 +237,11 @@ def train(
     scheduler = make_scheduler(cfg, optimizer, steps_per_epoch)
     on_progress = on_progress or (lambda _: None)
     should_stop = should_stop or (lambda: False)
+    # use_buffers: BN running statistics are averaged with the weights, so the averaged
+    # model needs no extra pass over the data to recompute them.
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                         use_buffers=True) if cfg.ema_decay else None)
+    served = ema.module if ema is not None else model
     result = TrainResult(model=model, config=cfg)
     start = time.perf_counter()
 
@@ -235,15 +251,15 @@ def train(
                                  scheduler.get_last_lr()[0], time.perf_counter() - start))
 
         loss, acc = train_one_epoch(model, train_set, cfg, optimizer, scheduler, device,
-                                    generator, report, should_stop)
+                                    generator, report, should_stop, ema)
         val_loss = val_acc = None
         if val_set is not None and len(val_set):
-            val_loss, val_acc, _ = evaluate(model, val_set, device)
+            val_loss, val_acc, _ = evaluate(served, val_set, device)
         stats = EpochStats(epoch, loss, acc, val_loss, val_acc, scheduler.get_last_lr()[0],
                            time.perf_counter() - start)
         result.history.append(stats)
         on_progress(Progress(epoch, cfg.epochs, steps_per_epoch, steps_per_epoch, loss, acc,
                              stats.lr, stats.elapsed_s, True, val_loss, val_acc))
     result.seconds = time.perf_counter() - start
-    result.model = model.cpu().to(memory_format=torch.contiguous_format).eval()
+    result.model = served.cpu().to(memory_format=torch.contiguous_format).eval()
     return result

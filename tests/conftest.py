@@ -16,10 +16,13 @@ from PIL import Image
 
 from worker.redis_server import EmbeddedRedis
 
-pytest_plugins = ["tests.ml_fixtures"]  # the lead's ML fixtures for tests/core and tests/cli
+# The lead's ML fixtures for tests/core and tests/cli; the live stack (uvicorn + worker)
+# shared by tests/cli and tests/e2e.
+pytest_plugins = ["tests.ml_fixtures", "tests.live_stack"]
 
 # Separate databases: unit tests flush theirs between tests while e2e workers keep running.
 UNIT_DB, E2E_DB, E2E_PRIVATE_BLOCKED_DB = 15, 14, 13
+E2E_TRAINING_DB = 11  # tests/e2e/test_training_jobs.py: its own workers and registry
 
 
 @pytest.fixture(scope="session")

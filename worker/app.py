@@ -13,7 +13,8 @@ from worker.connection import redis_url
 
 
 def create_celery(settings: Settings) -> Celery:
-    app = Celery("fashion_tagger", broker=redis_url(settings), include=["worker.tasks"])
+    app = Celery("fashion_tagger", broker=redis_url(settings),
+                 include=["worker.tasks", "worker.logs"])  # worker.logs: JSON log lines
     app.conf.update(
         task_serializer="json", accept_content=["json"], result_serializer="json",
         task_ignore_result=True,  # the job store in Redis is the source of truth

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -14,6 +15,7 @@ import httpx
 from core.settings import Settings
 from worker.fetch import FetchError, fetch_image
 from worker.jobstore import JobStore
+from worker.metrics import ChunkStats, record_chunk
 from worker.results import PredictionLike, error_result, ok_result, skipped_result
 
 log = logging.getLogger(__name__)
@@ -64,14 +66,17 @@ def classify_chunk(store: JobStore, predictor: PredictorLike, settings: Settings
     start = chunk * int(job["chunk_size"])
     todo = [(start + i, meta) for i, (meta, done) in enumerate(zip(metas, written, strict=True))
             if done is None]
+    stats = ChunkStats(queue=job["queue"])
     if job["status"] == "cancelled":
         results = [skipped_result(i, meta) for i, meta in todo]
     elif attempt > MAX_ATTEMPTS:
         message = f"gave up: a worker died {attempt - 1} times while processing this item's batch"
         results = [error_result(i, meta, message, None) for i, meta in todo]
     else:
-        results = classify_items(predictor, settings, job, todo, inputs)
-    return job if store.record_results(job_id, chunk, results) == 1 else None
+        results = classify_items(predictor, settings, job, todo, inputs, stats)
+    finished = store.record_results(job_id, chunk, results)
+    record_chunk(store.r, stats, [r["status"] for r in results])
+    return job if finished == 1 else None
 
 
 def classify_one(store: JobStore, predictor: PredictorLike, settings: Settings,
@@ -81,17 +86,22 @@ def classify_one(store: JobStore, predictor: PredictorLike, settings: Settings,
     if not job:
         return None
     meta, data = store.item_input(job_id, index, int(job["chunk_size"]))
+    stats = ChunkStats(queue=job["queue"])
     if job["status"] == "cancelled":
         results = [skipped_result(index, meta)]
     else:
         inputs = {index: data} if data is not None else {}
-        results = classify_items(predictor, settings, job, [(index, meta)], inputs)
-    return job if store.record_results(job_id, None, results) == 1 else None
+        results = classify_items(predictor, settings, job, [(index, meta)], inputs, stats)
+    finished = store.record_results(job_id, None, results)
+    record_chunk(store.r, stats, [r["status"] for r in results])
+    return job if finished == 1 else None
 
 
 def classify_items(predictor: PredictorLike, settings: Settings, job: dict[str, str],
-                   todo: list[tuple[int, dict]], inputs: dict[int, bytes]) -> list[dict]:
-    """Results for `todo` (index, metadata) in order; one predict_images call for the lot."""
+                   todo: list[tuple[int, dict]], inputs: dict[int, bytes],
+                   stats: ChunkStats | None = None) -> list[dict]:
+    """Results for `todo` (index, metadata) in order; one predict_images call for the lot.
+    `stats` gets the batch size, stage timings and model version for the metrics."""
     version = predictor.version
     threshold = float(job["review_threshold"]) if job["review_threshold"] else None
     payloads = _gather_inputs(settings, todo, inputs)
@@ -102,15 +112,31 @@ def classify_items(predictor: PredictorLike, settings: Settings, job: dict[str, 
                if not isinstance(problem, bytes)}
     if ready:
         try:
-            predictions = predictor.predict_images(
-                [data for _, _, data in ready], top_k=int(job["top_k"]),
-                max_pixels=settings.max_image_pixels)
+            predictions = _predict(predictor, [data for _, _, data in ready],
+                                   int(job["top_k"]), settings.max_image_pixels,
+                                   stats or ChunkStats(queue=job["queue"]))
         except Exception:  # a bug, not bad input: report it per item rather than hang the job
             log.exception("predict_images failed for job %s", job["id"])
             predictions = [None] * len(ready)
         for (i, meta, _), pred in zip(ready, predictions, strict=True):
             results[i] = _result(i, meta, pred, threshold, version)
     return [results[i] for i, _ in todo]
+
+
+def _predict(predictor: PredictorLike, images: list[bytes], top_k: int, max_pixels: int,
+             stats: ChunkStats) -> list[Any]:
+    """One predict_images call, measured: per stage where the predictor can tell
+    (core.predictor.Predictor.predict_images_timed), else the whole call as inference."""
+    stats.batch_size, stats.model_version = len(images), predictor.version
+    timed = getattr(predictor, "predict_images_timed", None)
+    if timed is not None:
+        predictions, times = timed(images, top_k=top_k, max_pixels=max_pixels)
+        stats.preprocess_s, stats.inference_s = times.preprocess_s, times.inference_s
+        return predictions
+    start = time.perf_counter()
+    predictions = predictor.predict_images(images, top_k=top_k, max_pixels=max_pixels)
+    stats.inference_s = time.perf_counter() - start
+    return predictions
 
 
 def _result(index: int, meta: dict, pred: PredictionLike | Any, threshold: float | None,

@@ -8,11 +8,25 @@ expires with its job, at the job's `expire_at`.
 
 from __future__ import annotations
 
+from worker.metrics import JOBS_ACTIVE_KEY, JOBS_KEY
+
+# Job counts for /metrics (worker.metrics), changed in the same script as the state they count,
+# so they are exact. `to` entered (+1 in JOBS_KEY; +1 in JOBS_ACTIVE_KEY if queued/running);
+# `from` left (-1 in JOBS_ACTIVE_KEY). These keys are not passed in KEYS: fine on the single
+# Redis the service uses (not Redis Cluster).
+_COUNT = f"""
+local function count_transition(from, to)
+  if to then redis.call('HINCRBY', '{JOBS_KEY}', to, 1) end
+  if to == 'queued' or to == 'running' then redis.call('HINCRBY', '{JOBS_ACTIVE_KEY}', to, 1) end
+  if from then redis.call('HINCRBY', '{JOBS_ACTIVE_KEY}', from, -1) end
+end
+"""
+
 # Finish the job if it is sealed (all items written) and every item is accounted for; only a
 # job still queued or running can finish, so this fires exactly once per job. The finished
 # job gets a token on its `done` list, which API waiters block on (BLMOVE, non-consuming).
 # Returns 1 when this call finished the job.
-_FINISH = """
+_FINISH = _COUNT + """
 local function maybe_finish(job, done_list, now)
   local h = redis.call('HMGET', job, 'total', 'done', 'failed', 'skipped', 'sealed', 'status',
                        'expire_at')
@@ -23,6 +37,7 @@ local function maybe_finish(job, done_list, now)
   if total > 0 and failed == total then status = 'failed' end
   redis.call('HSET', job, 'status', status, 'finished_at', now)
   if h[6] == 'queued' then redis.call('HSET', job, 'started_at', now) end
+  count_transition(h[6], status)
   redis.call('RPUSH', done_list, status)
   redis.call('EXPIREAT', done_list, h[7])
   return 1
@@ -52,11 +67,12 @@ return maybe_finish(KEYS[1], KEYS[4], ARGV[1])
 # KEYS: job. ARGV: now, model version, attempts field ('' = do not count).
 # Marks a queued job running, counts this attempt at a chunk (a chunk that keeps killing its
 # worker is given up on) and returns {attempt, flat HGETALL}, or {} when the job is gone.
-START_CHUNK = """
+START_CHUNK = _COUNT + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {} end
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+  count_transition('queued', 'running')
 end
 if status == 'queued' or status == 'running' then
   redis.call('HSET', KEYS[1], 'model_version', ARGV[2])
@@ -76,13 +92,24 @@ return maybe_finish(KEYS[1], KEYS[2], ARGV[3])
 
 # KEYS: job, done list. ARGV: now.
 # Returns -1 (no such job), 0 (already finished: nothing to cancel) or 1 (cancelled now).
-CANCEL = """
+CANCEL = _COUNT + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if status ~= 'queued' and status ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancel_requested', '1', 'finished_at', ARGV[1])
+count_transition(status, 'cancelled')
 redis.call('RPUSH', KEYS[2], 'cancelled')
 redis.call('EXPIREAT', KEYS[2], redis.call('HGET', KEYS[1], 'expire_at'))
+return 1
+"""
+
+# KEYS: the job's keys (its record first), then the tenant's job index. ARGV: job id.
+# Removes a job whose upload failed half-way; uncounts it if it was counted as active.
+DISCARD = _COUNT + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'queued' or status == 'running' then count_transition(status, 'discarded') end
+redis.call('DEL', unpack(KEYS, 1, #KEYS - 1))
+redis.call('ZREM', KEYS[#KEYS], ARGV[1])
 return 1
 """
 

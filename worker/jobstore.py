@@ -28,6 +28,7 @@ from worker.jobkeys import (
     results_key,
     tenant_jobs_key,
 )
+from worker.metrics import JOBS_ACTIVE_KEY, JOBS_KEY
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class JobStore:
         self._seal = client.register_script(jobscripts.SEAL)
         self._cancel = client.register_script(jobscripts.CANCEL)
         self._set_field = client.register_script(jobscripts.SET_FIELD)
+        self._discard = client.register_script(jobscripts.DISCARD)
 
     # -- creating a job (API) -------------------------------------------------------------
 
@@ -114,6 +116,8 @@ class JobStore:
         pipe.zadd(index, {job_id: created})
         pipe.zremrangebyscore(index, "-inf", created - self.ttl_s)  # jobs that have expired
         pipe.expire(index, self.ttl_s)
+        pipe.hincrby(JOBS_KEY, "queued", 1)  # /metrics: jobs by state (worker.metrics)
+        pipe.hincrby(JOBS_ACTIVE_KEY, "queued", 1)
 
     def add_chunk(self, job_id: str, chunk: int, metas: Sequence[dict[str, Any]],
                   inputs: dict[int, bytes], expire_at: int,
@@ -141,10 +145,7 @@ class JobStore:
         """Remove a job that failed validation half-way (its queued chunks find nothing)."""
         keys = [job_key(job_id), items_key(job_id), results_key(job_id), done_key(job_id)]
         keys += [input_key(job_id, c) for c in range(chunks)]
-        with self.r.pipeline() as pipe:
-            pipe.delete(*keys)
-            pipe.zrem(tenant_jobs_key(tenant), job_id)
-            pipe.execute()
+        self._discard(keys=[*keys, tenant_jobs_key(tenant)], args=[job_id])
 
     def release_idempotency(self, tenant: str, key: str) -> None:
         self.r.delete(idempotency_key(tenant, key))

@@ -10,12 +10,17 @@ from __future__ import annotations
 # "priority" queue order strategy a free worker always takes an interactive task first.
 INTERACTIVE_QUEUE = "interactive"  # single images (POST /v1/classify)
 BULK_QUEUE = "bulk"  # chunks of bulk jobs
-TRAINING_QUEUE = "training"  # (re)training runs: a later issue
+TRAINING_QUEUE = "training"  # (re)training runs: one at a time, on their own worker
 WEBHOOKS_QUEUE = "webhooks"  # completion callbacks; network-bound, kept off the model queues
 ALL_QUEUES = (INTERACTIVE_QUEUE, BULK_QUEUE, TRAINING_QUEUE, WEBHOOKS_QUEUE)
+# `fashion-tagger up` splits them: an inference worker, and a training worker (concurrency 1)
+# so that a long training run never delays tagging.
+INFERENCE_QUEUES = (INTERACTIVE_QUEUE, BULK_QUEUE, WEBHOOKS_QUEUE)
+TRAINING_QUEUES = (TRAINING_QUEUE,)
 
 CLASSIFY_CHUNK = "tagger.classify_chunk"  # args: job_id, chunk index
 SEND_WEBHOOK = "tagger.send_webhook"  # args: job_id
+TRAIN_MODEL = "tagger.train_model"  # args: training job id
 # Benchmark baseline only: one task per image, no batching. Not used by the API.
 CLASSIFY_ONE_NAIVE = "tagger.classify_one_naive"  # args: job_id, item index
 
@@ -23,5 +28,6 @@ CLASSIFY_ONE_NAIVE = "tagger.classify_one_naive"  # args: job_id, item index
 # only name the tasks whose queue never changes.
 TASK_ROUTES = {
     SEND_WEBHOOK: {"queue": WEBHOOKS_QUEUE},
+    TRAIN_MODEL: {"queue": TRAINING_QUEUE},
     CLASSIFY_ONE_NAIVE: {"queue": BULK_QUEUE},
 }

@@ -1,9 +1,15 @@
-"""Celery tasks: thin wrappers (ids in) over worker.chunks and worker.webhooks.
+"""Celery tasks: thin wrappers (ids in) over worker.chunks, worker.webhooks and
+worker.trainer.
 
-This module is imported by the prefork parent too, so it must not import torch: the model is
-loaded by `ModelTask.predictor` in the process that runs tasks (warmed up by
+This module is imported by the prefork parent too, so it must not import torch: models are
+loaded by `ModelTask.models` in the process that runs tasks (the active one warmed up by
 `worker_process_init` in each prefork child, or at `worker_ready` for the solo/threads pools,
 where the main process runs the tasks itself and nothing forks after it touched CUDA).
+
+Hot reload: each chunk asks the registry which version its job uses (one script call: the
+job's pinned or already-fixed version, else the active one), and takes that predictor from
+a small per-process cache. Activating a version therefore reaches the next job at once, with
+no restart, while chunks in flight finish on the model they started with.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
+import redis
 from celery import Celery, Task, signals
 
 from core.models import SHIPPED_MODEL_PATH
@@ -23,6 +30,9 @@ from worker.connection import sync_redis
 from worker.fetch import FetchError
 from worker.heartbeat import Heartbeat
 from worker.jobstore import JobStore
+from worker.registry import ModelRegistry, RegistryError
+from worker.trainjobs import TrainingStore
+from worker.trainprogress import LeaseKeeper, ProgressReporter, claim_job
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +53,34 @@ class StoreTask(Task):
 
 
 class ModelTask(StoreTask):
-    """Base task for inference: the Predictor is loaded once per process, on first use."""
+    """Base task for inference: a per-process cache of predictors by registry version."""
 
-    _predictor: ClassVar[Any] = None
+    _models: ClassVar[Any] = None
     _lock: ClassVar[threading.Lock] = threading.Lock()  # the threads pool may race here
     pool_processes: ClassVar[int] = 1  # set in the parent by worker_init, inherited by forks
+    serves_inference: ClassVar[bool] = True  # False on a training-only worker: no warm-up
+
+    _registry: ClassVar[ModelRegistry | None] = None
 
     @property
-    def predictor(self) -> Any:
-        if ModelTask._predictor is None:
+    def registry(self) -> ModelRegistry:
+        if ModelTask._registry is None:
+            ModelTask._registry = ModelRegistry(self.store.r)
+        return ModelTask._registry
+
+    @property
+    def models(self) -> Any:
+        if ModelTask._models is None:
             with ModelTask._lock:
-                if ModelTask._predictor is None:
-                    from worker.model import load_predictor  # torch: see the module docstring
+                if ModelTask._models is None:
+                    from worker.model import ModelCache  # torch: see the module docstring
 
                     settings = get_settings()
                     # Share the cores between prefork children: 2 cores, 2 children -> 1 each.
                     threads = settings.torch_threads or max(
                         1, available_cores() // ModelTask.pool_processes)
-                    ModelTask._predictor = load_predictor(settings, threads)
-        return ModelTask._predictor
+                    ModelTask._models = ModelCache(self.registry, settings, threads)
+        return ModelTask._models
 
 
 def notify_finished(celery: Celery, job: dict[str, str] | None) -> None:
@@ -69,17 +88,41 @@ def notify_finished(celery: Celery, job: dict[str, str] | None) -> None:
         celery.send_task(names.SEND_WEBHOOK, args=[job["id"]])
 
 
-def predictor_or_stand_in(task: ModelTask) -> Any:
+def seed_registry(registry: ModelRegistry) -> str | None:
+    """An empty registry gets TAGGER_MODEL_PATH (else the shipped model) as its first, active
+    version; torch-free, so the prefork parent does it before any task runs."""
+    path = Path(get_settings().model_path or SHIPPED_MODEL_PATH)
+    version = registry.register(path.read_bytes(), f"seed:{path.name}", only_if_empty=True)
+    if version:
+        log.info("model registry was empty: seeded %s from %s", version, path)
+    return version
+
+
+def predictor_for_job(task: ModelTask, job_id: str) -> Any:
+    found, version = task.registry.claim_for_job(job_id)
+    if found and version is None:  # no worker could seed the registry yet (first start)
+        try:
+            seed_registry(task.registry)
+        except (OSError, RegistryError) as exc:  # end the items with the reason, never hang
+            log.exception("cannot seed the model registry")
+            return chunks.UnavailablePredictor(f"no model registered, and seeding failed: {exc}")
+        found, version = task.registry.claim_for_job(job_id)
+    if not found or version is None:  # the job is gone: the chunk logic drops it
+        return chunks.UnavailablePredictor("no model version for this job")
+    return predictor_or_stand_in(task, version)
+
+
+def predictor_or_stand_in(task: ModelTask, version: str) -> Any:
     try:
-        return task.predictor
+        return task.models.get(version)
     except Exception as exc:  # a corrupt or incompatible file: end the items, never hang a job
-        log.exception("cannot load the model")
-        return chunks.UnavailablePredictor(f"the worker cannot load its model: {exc}")
+        log.exception("cannot load model %s", version)
+        return chunks.UnavailablePredictor(f"the worker cannot load model {version}: {exc}")
 
 
 @app.task(bind=True, base=ModelTask, name=names.CLASSIFY_CHUNK)
 def classify_chunk(self: ModelTask, job_id: str, chunk: int) -> None:
-    predictor = predictor_or_stand_in(self)
+    predictor = predictor_for_job(self, job_id)
     finished = chunks.classify_chunk(self.store, predictor, get_settings(), job_id, chunk)
     notify_finished(self.app, finished)
 
@@ -88,7 +131,7 @@ def classify_chunk(self: ModelTask, job_id: str, chunk: int) -> None:
 def classify_one_naive(self: ModelTask, job_id: str, index: int) -> None:
     """BENCHMARK BASELINE ONLY: one task per image, no batching (what batching is measured
     against). The service never sends it."""
-    predictor = predictor_or_stand_in(self)
+    predictor = predictor_for_job(self, job_id)
     finished = chunks.classify_one(self.store, predictor, get_settings(), job_id, index)
     notify_finished(self.app, finished)
 
@@ -111,6 +154,25 @@ def send_webhook(self: StoreTask, job_id: str) -> None:
     self.store.set_field(job_id, "webhook", "delivered")
 
 
+TRAINING_LIMIT_S = get_settings().training_time_limit_s
+
+
+@app.task(bind=True, base=StoreTask, name=names.TRAIN_MODEL, time_limit=TRAINING_LIMIT_S,
+          soft_time_limit=max(1, TRAINING_LIMIT_S - 60))
+def train_model(self: StoreTask, job_id: str) -> None:
+    """One training job (worker.trainer); the training worker runs one at a time. The job is
+    claimed and its lease kept before torch is imported: a redelivery restarts it promptly."""
+    settings = get_settings()
+    store = TrainingStore(self.store.r, settings.result_ttl_s, settings.training_lease_s)
+    if claim_job(store, job_id, self.request.hostname or "worker") is None:
+        return
+    reporter = ProgressReporter(store, job_id)
+    with LeaseKeeper(reporter):
+        from worker.trainer import run_claimed_job  # torch: see the module docstring
+
+        run_claimed_job(store, reporter, settings, job_id)
+
+
 # -- worker process lifecycle ------------------------------------------------------------
 
 _heartbeat: Heartbeat | None = None
@@ -129,19 +191,43 @@ def check_model_and_remember_pool_size(sender: Any, **_: Any) -> None:
                          " ship core/models/default.safetensors)")
     concurrency = sender.concurrency if isinstance(sender.concurrency, int) else available_cores()
     ModelTask.pool_processes = concurrency if _is_prefork(sender.pool_cls) else 1
+    queues = set(sender.app.amqp.queues.consume_from)  # what -Q selected
+    ModelTask.serves_inference = bool(queues & {names.INTERACTIVE_QUEUE, names.BULK_QUEUE})
+    try:
+        seed_registry(classify_chunk.registry)
+    except redis.RedisError as exc:  # Redis not up yet: the first chunk seeds instead
+        log.warning("could not seed the model registry yet: %s", exc)
+    except RegistryError as exc:
+        raise SystemExit(f"cannot seed the empty model registry from {model}: {exc}") from exc
+
+
+def warm_up() -> None:
+    """Load the active version before the first request needs it (inference workers only)."""
+    if not ModelTask.serves_inference:
+        return
+    try:
+        version = classify_chunk.registry.active()
+    except redis.RedisError as exc:
+        log.warning("no warm-up, Redis unreachable: %s", exc)
+        return
+    if version:
+        predictor_or_stand_in(classify_chunk, version)
 
 
 @signals.worker_process_init.connect
 def warm_up_child(**_: Any) -> None:
-    # A prefork child: load the model now so the first request does not pay for it.
-    predictor_or_stand_in(classify_chunk)
+    warm_up()  # a prefork child
 
 
 @signals.worker_ready.connect
 def on_worker_ready(sender: Any, **_: Any) -> None:
     global _heartbeat
     if not _is_prefork(sender.pool.__class__):
-        predictor_or_stand_in(classify_chunk)  # solo/threads: this process runs the tasks
+        warm_up()  # solo/threads: this process runs the tasks
+    if names.TRAINING_QUEUE in sender.app.amqp.queues.consume_from:
+        # Training jobs whose worker died while no API read them: end them now.
+        for job_id in TrainingStore(classify_chunk.store.r, 1).reap_expired():
+            log.warning("training job %s: its worker was lost; marked failed", job_id)
     _heartbeat = Heartbeat(classify_chunk.store, sender.hostname)
     _heartbeat.start()
 

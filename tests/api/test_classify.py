@@ -50,7 +50,7 @@ def test_waiting_requests_do_not_block_each_other(settings):
     assert [r.status_code for r in responses] == [202] * 4
     assert all(r.json()["result"] is None and r.json()["status"] == "queued" for r in responses)
     assert responses[0].headers["Location"].startswith("/v1/jobs/")
-    assert 1.0 <= elapsed < 2.5  # four 1 s waits overlapped, not 4 s in a row
+    assert 1.0 <= elapsed < 3.5  # four 1 s waits overlapped, not 4 s in a row
     assert probe < 0.5
 
 

@@ -9,10 +9,12 @@ import json
 import pytest
 import redis
 
+from core.models import SHIPPED_MODEL_PATH
 from tests.api.conftest import ALICE
 from tests.conftest import png_bytes
 from worker import jobkeys
 from worker.jobstore import JobStore
+from worker.registry import ModelRegistry
 from worker.results import error_result
 
 
@@ -22,13 +24,15 @@ def post_files(client, n: int, headers=ALICE, **data):
 
 
 def test_files_job_is_queued_with_its_chunks(client, settings):
-    response = post_files(client, 9, top_k="5", review_threshold="0.7", model="abc123")
+    model = ModelRegistry(redis.Redis.from_url(settings.redis_url)).register(
+        SHIPPED_MODEL_PATH.read_bytes(), "seed", only_if_empty=True)  # a version to pin
+    response = post_files(client, 9, top_k="5", review_threshold="0.7", model=model)
     assert response.status_code == 202
     job = response.json()
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert (job["status"], job["kind"], job["source"]) == ("queued", "bulk", "files")
     assert job["progress"] == {"total": 9, "done": 0, "failed": 0, "skipped": 0}
-    assert (job["top_k"], job["review_threshold"], job["model"]) == (5, 0.7, "abc123")
+    assert (job["top_k"], job["review_threshold"], job["model"]) == (5, 0.7, "v1")
     r = redis.Redis.from_url(settings.redis_url)
     assert r.llen("bulk") == 3  # 9 items in chunks of 4: three task messages
     message = json.loads(r.lindex("bulk", 0))

@@ -53,5 +53,33 @@ def test_run_writes_model_metrics_and_plots(tmp_path, small_train):
 def test_recipes_and_unknown_recipe():
     assert recipe("baseline").arch == "baseline" and recipe("baseline").epochs == 5
     assert recipe("baseline").optimizer == "adam" and recipe("baseline").lr == 1e-3
-    with pytest.raises(ValueError, match="choose one of: baseline, default-fast, default"):
+    with pytest.raises(ValueError, match="baseline, default-fast, default, finetune"):
         recipe("fastest")
+
+
+def test_fine_tune_starts_from_the_parent_and_records_it(tmp_path, small_train, tiny_model_path):
+    from core.checkpoint import load_checkpoint
+
+    parent_model, parent_meta = load_checkpoint(tiny_model_path)
+    cfg = quick(epochs=1, lr=1e-4, schedule="cosine", ema_decay=0.99, max_train_items=300)
+    out = run_training(cfg, small_train, tmp_path, {"name": "slice"},
+                       init_state=parent_model.state_dict(), parent=parent_meta)
+    _, meta = load_checkpoint(out.model_path)
+    assert meta.parent["weights_sha256"] == parent_meta.weights_sha256
+    assert meta.train_config["ema_decay"] == 0.99
+
+
+def test_fine_tune_refuses_another_arch(tmp_path, small_train, tiny_model_path):
+    from core.checkpoint import load_checkpoint
+
+    _, parent_meta = load_checkpoint(tiny_model_path)
+    with pytest.raises(ValueError, match="init_from model has arch 'default', not 'baseline'"):
+        run_training(quick(arch="baseline", epochs=1), small_train, tmp_path, {"name": "x"},
+                     parent=parent_meta)
+
+
+def test_ema_returns_the_averaged_weights(small_train):
+    subset = small_train.subset(torch.arange(256))
+    plain = train(quick(epochs=1), subset, None).model.state_dict()
+    averaged = train(quick(epochs=1, ema_decay=0.9), subset, None).model.state_dict()
+    assert not torch.equal(plain["classifier.2.weight"], averaged["classifier.2.weight"])

@@ -56,6 +56,10 @@ def test_up_runs_the_stack_on_an_embedded_redis(tmp_path, model_path):
     process = start_up(tmp_path, port, model_path)
     try:
         wait_for(f"{base}/readyz", process)  # Redis up and a worker heartbeat
+        deadline = time.monotonic() + 60  # both workers: inference, and training (its own)
+        while httpx.get(f"{base}/readyz", timeout=2).json()["workers"] < 2:
+            assert time.monotonic() < deadline, "the training worker did not start"
+            time.sleep(0.3)
         response = httpx.post(f"{base}/v1/classify?wait=20", timeout=30,
                               files={"file": ("a.png", png_bytes(1), "image/png")})
         assert response.status_code == 200 and response.json()["result"]["status"] == "ok"

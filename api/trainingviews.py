@@ -1,0 +1,79 @@
+"""Training jobs and models for responses: request checks against Redis, the public shapes,
+and the reaper a read triggers (a running job whose worker stopped renewing its lease)."""
+
+from __future__ import annotations
+
+from api.errors import ApiError, not_found
+from api.schemas_training import ModelPublic, TrainingJobCreate, TrainingJobPublic
+from core.labels import FASHION_MNIST_LABELS
+from worker.datasets import FASHION_MNIST, DatasetStore
+from worker.registry import ModelRecord, ModelRegistry
+from worker.trainjobs import TrainingStore, lease_expired, training_summary
+
+ARTIFACT_MEDIA_TYPES = {".png": "image/png", ".json": "application/json"}
+
+
+def check_request(body: TrainingJobCreate, registry: ModelRegistry,
+                  datasets: DatasetStore) -> None:
+    """What pydantic cannot see: the dataset and the model to fine-tune must exist, and that
+    model must have the arch and labels this run trains."""
+    if body.dataset == FASHION_MNIST:
+        labels = list(FASHION_MNIST_LABELS)
+    else:
+        dataset = datasets.get(body.dataset)
+        if dataset is None:
+            raise ApiError(422, f"dataset: unknown dataset {body.dataset!r}; use"
+                                f" '{FASHION_MNIST}' or an id from POST /v1/datasets")
+        labels = dataset["labels"]
+    if body.init_from is None:
+        return
+    base = registry.get(body.init_from)
+    if base is None:
+        raise ApiError(422, f"init_from: unknown model version {body.init_from!r};"
+                            " see GET /v1/models")
+    if base.arch != body.arch:
+        raise ApiError(422, f"init_from: {base.version} is arch {base.arch!r}, not"
+                            f" {body.arch!r}")
+    if base.labels != labels:
+        raise ApiError(422, f"init_from: {base.version} has labels {base.labels}; dataset"
+                            f" {body.dataset} has {labels}")
+
+
+def training_or_404(store: TrainingStore, job_id: str) -> dict[str, str]:
+    job = store.get(job_id)
+    if job is None:
+        raise not_found("training job")
+    return reaped(store, job)
+
+
+def reaped(store: TrainingStore, job: dict[str, str]) -> dict[str, str]:
+    """The job, ended first if its worker died: never `running` forever."""
+    if lease_expired(job):
+        store.reap(job["id"])
+        return store.get(job["id"]) or job
+    return job
+
+
+def public_training(job: dict[str, str]) -> TrainingJobPublic:
+    return TrainingJobPublic.model_validate(training_summary(job))
+
+
+def public_model(record: ModelRecord, active: str | None) -> ModelPublic:
+    meta = record.meta
+    return ModelPublic(
+        version=record.version, active=record.version == active,
+        registered_at=record.registered_at, source=record.source, arch=record.arch,
+        labels=record.labels, metrics=meta.get("metrics") or {},
+        dataset=meta.get("dataset") or {}, train_config=meta.get("train_config"),
+        history=meta.get("history") or [], weights_sha256=meta.get("weights_sha256", ""),
+        parameters=meta.get("parameters", 0), parent=meta.get("parent"),
+        created_at=meta.get("created_at"),
+        size_bytes=record.size_bytes,
+        formats=["safetensors", "onnx"] if record.has_onnx else ["safetensors"])
+
+
+def model_or_404(registry: ModelRegistry, version: str) -> ModelRecord:
+    record = registry.get(version)
+    if record is None:
+        raise not_found("model version")
+    return record

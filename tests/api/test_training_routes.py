@@ -1,0 +1,141 @@
+"""/v1/training-jobs with a real Redis and no worker: validation, queueing, cancel, the reaper,
+artifacts; and pinning a model version on POST /v1/jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+
+from core.models import SHIPPED_MODEL_PATH
+from tests.api.conftest import ALICE
+from tests.conftest import png_bytes
+from worker.datasets import DatasetStore
+from worker.registry import ModelRegistry
+from worker.trainjobs import DEFAULT_LEASE_S, REDELIVERY_S, TrainingStore
+
+OPS = {"Authorization": "Bearer ops-key"}
+QUICK = {"max_train_items": 300, "epochs": 1}
+
+
+@pytest.fixture
+def r(settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url)
+
+
+@pytest.fixture
+def v1(r) -> str:
+    return ModelRegistry(r).register(SHIPPED_MODEL_PATH.read_bytes(), "seed", only_if_empty=True)
+
+
+def test_a_training_job_is_queued_on_the_training_queue(client, r):
+    response = client.post("/v1/training-jobs", json=QUICK | {"activate": "always"},
+                           headers=OPS)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["Location"] == f"/v1/training-jobs/{job['id']}"
+    assert job["status"] == "queued" and job["model_version"] is None
+    assert job["request"] == {"dataset": "fashion-mnist", "arch": "default", "epochs": 1,
+                              "batch_size": 128, "lr": 0.003, "augment": True, "seed": 0,
+                              "max_train_items": 300, "init_from": None, "activate": "always"}
+    assert job["progress"] == {"epoch": 0, "epochs": 1, "step": 0, "steps": 0, "fraction": 0}
+    message = json.loads(r.lindex("training", 0))
+    assert message["headers"]["task"] == "tagger.train_model" and r.llen("bulk") == 0
+    assert client.get(f"/v1/training-jobs/{job['id']}", headers=OPS).json() == job
+    listed = client.get("/v1/training-jobs", headers=OPS).json()["items"]
+    assert [j["id"] for j in listed] == [job["id"]]
+
+
+def test_non_admins_get_403_in_the_error_shape(client):
+    for method, path in [("post", "/v1/training-jobs"), ("get", "/v1/training-jobs/x"),
+                         ("delete", "/v1/training-jobs/x"), ("get", "/v1/training-jobs"),
+                         ("get", "/v1/training-jobs/x/events"),
+                         ("post", "/v1/models/v1/activate")]:
+        response = client.request(method, path, json=QUICK, headers=ALICE)
+        assert response.status_code == 403, (method, path)
+        assert response.json() == {"error": {"code": "forbidden", "message":
+                                   "this operation needs an admin API key (key:tenant:admin)"}}
+    assert client.post("/v1/training-jobs", json=QUICK).status_code == 401
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ({"arch": "resnet9000"}, "Unknown arch 'resnet9000'; choose one of: baseline, default, large"),
+    ({"epochs": 0}, "epochs"),
+    ({"epochs": 1000}, "epochs"),
+    ({"lr": 0}, "lr"),
+    ({"activate": "sometimes"}, "activate"),
+    ({"epoch": 3}, "epoch: Extra inputs are not permitted"),
+    ({"dataset": "ds-000000000000"}, "dataset: unknown dataset 'ds-000000000000'"),
+    ({"dataset": "../x"}, "dataset: unknown dataset"),
+    ({"init_from": "v7"}, "init_from: unknown model version 'v7'"),
+    ({"init_from": "v1", "arch": "large"}, "init_from: v1 is arch 'default', not 'large'"),
+])
+def test_invalid_requests_are_422(client, v1, body, fragment):
+    response = client.post("/v1/training-jobs", json=QUICK | body, headers=OPS)
+    assert response.status_code == 422, response.text
+    assert fragment in response.json()["error"]["message"]
+
+
+def test_init_from_must_have_the_labels_of_the_dataset(client, r, v1):
+    dataset = DatasetStore(r).create("ops", ["circle", "square"], [(0, b"a"), (1, b"b")])
+    response = client.post("/v1/training-jobs", headers=OPS,
+                           json={"dataset": dataset["id"], "init_from": v1})
+    assert response.status_code == 422 and "has labels" in response.json()["error"]["message"]
+    ok = client.post("/v1/training-jobs", headers=OPS, json={"dataset": dataset["id"]})
+    assert ok.status_code == 202 and ok.json()["request"]["dataset"] == dataset["id"]
+
+
+def test_cancel_a_queued_job_and_then_409(client):
+    job_id = client.post("/v1/training-jobs", json=QUICK, headers=OPS).json()["id"]
+    response = client.delete(f"/v1/training-jobs/{job_id}", headers=OPS)
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    again = client.delete(f"/v1/training-jobs/{job_id}", headers=OPS)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"
+    assert client.delete("/v1/training-jobs/nope", headers=OPS).status_code == 404
+
+
+def test_a_running_job_is_asked_to_stop(client, settings, r):
+    job_id = client.post("/v1/training-jobs", json=QUICK, headers=OPS).json()["id"]
+    TrainingStore(r, settings.result_ttl_s).start(job_id, "w1")
+    response = client.delete(f"/v1/training-jobs/{job_id}", headers=OPS)
+    assert response.status_code == 202
+    assert (response.json()["status"], response.json()["cancel_requested"]) == ("running", True)
+
+
+def test_reading_a_job_whose_worker_died_marks_it_failed(client, settings, r):
+    job_id = client.post("/v1/training-jobs", json=QUICK, headers=OPS).json()["id"]
+    TrainingStore(r, settings.result_ttl_s).start(
+        job_id, "w1", time.time() - 2 * DEFAULT_LEASE_S - REDELIVERY_S - 1)
+    job = client.get(f"/v1/training-jobs/{job_id}", headers=OPS).json()
+    assert job["status"] == "failed" and job["error"].startswith("worker lost")
+    events = client.get(f"/v1/training-jobs/{job_id}/events", headers=OPS).text
+    assert events.startswith("event: end\n") and '"status":"failed"' in events
+
+
+def test_artifacts_unknown_names_list_the_valid_ones(client, settings, r):
+    store = TrainingStore(r, settings.result_ttl_s)
+    job_id = client.post("/v1/training-jobs", json=QUICK, headers=OPS).json()["id"]
+    response = client.get(f"/v1/training-jobs/{job_id}/artifacts/curves.png", headers=OPS)
+    assert response.status_code == 404 and "none while it is queued" in response.text
+    store.start(job_id, "w1")
+    store.finish(job_id, "succeeded", {}, {"curves.png": b"\x89PNG-c", "metrics.json": b"{}"})
+    png = client.get(f"/v1/training-jobs/{job_id}/artifacts/curves.png", headers=OPS)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content == b"\x89PNG-c"
+    metrics = client.get(f"/v1/training-jobs/{job_id}/artifacts/metrics.json", headers=OPS)
+    assert metrics.headers["content-type"] == "application/json"
+    missing = client.get(f"/v1/training-jobs/{job_id}/artifacts/confusion.png", headers=OPS)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == (
+        "no artifact 'confusion.png'; this job has: curves.png, metrics.json")
+
+
+def test_a_job_may_pin_an_existing_model_version(client, v1):
+    files = [("files", ("a.png", png_bytes(1), "image/png"))]
+    response = client.post("/v1/jobs", files=files, data={"model": "v7"}, headers=ALICE)
+    assert response.status_code == 422
+    assert "model: unknown model version 'v7'" in response.json()["error"]["message"]
+    response = client.post("/v1/jobs", files=files, data={"model": v1}, headers=ALICE)
+    assert response.status_code == 202 and response.json()["model"] == "v1"

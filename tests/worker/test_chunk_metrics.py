@@ -1,0 +1,44 @@
+"""A chunk run by the worker code records its numbers in Redis: one batch, its preprocessing
+and inference times, its items by outcome, the model that tagged them."""
+
+from __future__ import annotations
+
+import redis
+
+from core.settings import Settings
+from tests.conftest import png_bytes
+from worker import chunks
+from worker.jobstore import JobSpec, JobStore
+from worker.jobwriter import JobWriter
+from worker.metrics import read_snapshot
+
+
+class NoCelery:
+    def send_task(self, *args, **kwargs) -> None:
+        pass  # the test runs the chunk itself
+
+
+def test_a_chunk_records_batch_latency_and_outcomes(redis_url, model_path):
+    from core.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(model_path, device="cpu", backend="torch", threads=1)
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, 600)
+    spec = JobSpec(tenant="t", kind="bulk", source="files", queue="bulk", chunk_size=4)
+    writer = JobWriter(store, NoCelery(), spec)
+    job_id = writer.open().job_id
+    for i, data in enumerate([png_bytes(1), png_bytes(2), b"not an image"]):
+        writer.add({"item_id": None, "filename": f"{i}.png"}, data)
+    writer.close()
+    chunks.classify_chunk(store, predictor, Settings(redis_url=redis_url), job_id, 0)
+
+    snapshot = read_snapshot(client)
+    (batch,) = snapshot.histograms["batch_size"]
+    assert batch.label == "bulk" and batch.buckets[-1] == ("+Inf", 1) and batch.sum == 3
+    for name in ("preprocess_seconds", "inference_seconds"):
+        (sample,) = snapshot.histograms[name]
+        assert sample.buckets[-1][1] == 1 and sample.sum > 0
+    assert snapshot.items == {("bulk", "ok"): 2, ("bulk", "error"): 1}
+    assert list(snapshot.models) == [predictor.version]
+    assert snapshot.jobs == {"queued": 1, "running": 1, "succeeded": 1}
+    assert snapshot.jobs_active == {"queued": 0, "running": 0}

@@ -1,0 +1,70 @@
+"""A worker's per-process model cache: versions downloaded from the registry (Redis only, no
+shared disk), the ONNX export shared through it, LRU eviction, and the same answers as the
+offline predictor on the same checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from core.models import SHIPPED_MODEL_PATH
+from core.settings import Settings
+from tests.conftest import png_bytes
+from worker.registry import ModelRegistry
+
+SHIPPED = SHIPPED_MODEL_PATH.read_bytes()
+
+
+@pytest.fixture
+def registry(redis_url: str) -> ModelRegistry:
+    registry = ModelRegistry(redis.Redis.from_url(redis_url))
+    registry.register(SHIPPED, "seed", only_if_empty=True)
+    return registry
+
+
+@pytest.fixture(scope="module")
+def offline():
+    from core.predictor import Predictor
+
+    return Predictor.from_checkpoint(SHIPPED_MODEL_PATH, device="cpu", backend="torch",
+                                     threads=1)
+
+
+def cache(registry: ModelRegistry, tmp_path, capacity: int = 3):
+    from worker.model import ModelCache
+
+    return ModelCache(registry, Settings(data_dir=tmp_path, device="cpu"), threads=1,
+                      capacity=capacity)
+
+
+def test_a_version_is_downloaded_served_and_its_onnx_shared(registry, tmp_path, offline):
+    first = cache(registry, tmp_path / "machine-a")
+    predictor = first.get("v1")
+    assert predictor.version == "v1" and predictor.backend == "onnx"
+    assert (tmp_path / "machine-a" / "models" / "v1.safetensors").read_bytes() == SHIPPED
+    onnx = registry.onnx("v1")  # the seeded version got its export from this first load
+    assert onnx and registry.get("v1").has_onnx
+    images = [png_bytes(i) for i in range(8)]
+    expected = offline.predict_images(images)
+    served = predictor.predict_images(images)
+    assert [p.label for p in served] == [p.label for p in expected]
+    # Another machine: takes the export from the registry instead of exporting again.
+    second = cache(registry, tmp_path / "machine-b").get("v1")
+    digest = registry.get("v1").meta["weights_sha256"]
+    assert (tmp_path / "machine-b" / "cache" / "onnx" / f"{digest}.onnx").read_bytes() == onnx
+    assert [p.label for p in second.predict_images(images)] == [p.label for p in expected]
+
+
+def test_lru_eviction_and_a_stale_local_file(registry, tmp_path):
+    registry.register(SHIPPED, "again")  # v2: same weights, another version
+    models = cache(registry, tmp_path, capacity=1)
+    stale = tmp_path / "models" / "v2.safetensors"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"left over from another Redis")
+    one, two = models.get("v1"), models.get("v2")
+    assert (one.version, two.version) == ("v1", "v2") and stale.read_bytes() == SHIPPED
+    assert models.get("v2") is two and models.get("v1") is not one  # v1 was evicted
+    from worker.model import UnknownModel
+
+    with pytest.raises(UnknownModel):
+        models.get("v9")
