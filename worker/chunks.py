@@ -79,24 +79,6 @@ def classify_chunk(store: JobStore, predictor: PredictorLike, settings: Settings
     return job if finished == 1 else None
 
 
-def classify_one(store: JobStore, predictor: PredictorLike, settings: Settings,
-                 job_id: str, index: int) -> dict[str, str] | None:
-    """Benchmark baseline: one item per call, no batching. Returns as classify_chunk does."""
-    job, _ = store.start_chunk(job_id, None, predictor.version)
-    if not job:
-        return None
-    meta, data = store.item_input(job_id, index, int(job["chunk_size"]))
-    stats = ChunkStats(queue=job["queue"])
-    if job["status"] == "cancelled":
-        results = [skipped_result(index, meta)]
-    else:
-        inputs = {index: data} if data is not None else {}
-        results = classify_items(predictor, settings, job, [(index, meta)], inputs, stats)
-    finished = store.record_results(job_id, None, results)
-    record_chunk(store.r, stats, [r["status"] for r in results])
-    return job if finished == 1 else None
-
-
 def classify_items(predictor: PredictorLike, settings: Settings, job: dict[str, str],
                    todo: list[tuple[int, dict]], inputs: dict[int, bytes],
                    stats: ChunkStats | None = None) -> list[dict]:

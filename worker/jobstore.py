@@ -242,14 +242,6 @@ class JobStore:
                 input_key(job_id, chunk) if chunk is not None else "", done_key(job_id)]
         return int(self._record(keys=keys, args=args))
 
-    def item_input(self, job_id: str, index: int, chunk_size: int) -> tuple[dict, bytes | None]:
-        """One item's metadata and bytes (the naive benchmark baseline reads items one by one)."""
-        with self.r.pipeline(transaction=False) as pipe:
-            pipe.lindex(items_key(job_id), index)
-            pipe.hget(input_key(job_id, index // chunk_size), str(index))
-            meta, data = pipe.execute()
-        return json.loads(meta or b"{}"), data
-
     def set_field(self, job_id: str, field: str, value: str) -> None:
         self._set_field(keys=[job_key(job_id)], args=[field, value])
 

@@ -1,8 +1,7 @@
 """Writing a job's items into the store chunk by chunk, and enqueueing each chunk as soon as it
 is stored: workers start on the first chunk while the rest of an upload is still being read.
 
-Torch-free; used by the API (and by the benchmark harness, which can ask for the naive
-one-task-per-image baseline with `per_item_tasks=True`).
+Torch-free; used by the API.
 """
 
 from __future__ import annotations
@@ -22,12 +21,11 @@ class JobWriter:
     A job of one chunk (a single image) costs one Redis round trip and one task message."""
 
     def __init__(self, store: JobStore, celery: Celery, spec: JobSpec,
-                 idempotency: str | None = None, per_item_tasks: bool = False) -> None:
+                 idempotency: str | None = None) -> None:
         self.store = store
         self.celery = celery
         self.spec = spec
         self.idempotency = idempotency
-        self.per_item_tasks = per_item_tasks
         self.job: NewJob | None = None
         self.record: dict[str, str] = {}
         self.total = 0
@@ -73,7 +71,7 @@ class JobWriter:
 
     def _flush(self, last: bool) -> None:
         assert self.job is not None
-        job_id, first = self.job.job_id, self.total - len(self._metas)
+        job_id = self.job.job_id
         record = None
         if self.chunks == 0:  # the job's record goes out with its first items
             record = self.job.record
@@ -82,11 +80,7 @@ class JobWriter:
             self.record = {k: str(v) for k, v in record.items() if k != "_created"}
         self.store.add_chunk(job_id, self.chunks, self._metas, self._inputs, self.job.expire_at,
                              record)
-        if self.per_item_tasks:
-            for index in range(first, self.total):
-                self.celery.send_task(names.CLASSIFY_ONE_NAIVE, args=[job_id, index])
-        else:
-            self.celery.send_task(names.CLASSIFY_CHUNK, args=[job_id, self.chunks],
-                                  queue=self.spec.queue)
+        self.celery.send_task(names.CLASSIFY_CHUNK, args=[job_id, self.chunks],
+                              queue=self.spec.queue)
         self.chunks += 1
         self._metas, self._inputs = [], {}

@@ -21,13 +21,10 @@ TRAINING_QUEUES = (TRAINING_QUEUE,)
 CLASSIFY_CHUNK = "tagger.classify_chunk"  # args: job_id, chunk index
 SEND_WEBHOOK = "tagger.send_webhook"  # args: job_id
 TRAIN_MODEL = "tagger.train_model"  # args: training job id
-# Benchmark baseline only: one task per image, no batching. Not used by the API.
-CLASSIFY_ONE_NAIVE = "tagger.classify_one_naive"  # args: job_id, item index
 
 # The queue is picked per call (a single image and a bulk chunk run the same task), so routes
 # only name the tasks whose queue never changes.
 TASK_ROUTES = {
     SEND_WEBHOOK: {"queue": WEBHOOKS_QUEUE},
     TRAIN_MODEL: {"queue": TRAINING_QUEUE},
-    CLASSIFY_ONE_NAIVE: {"queue": BULK_QUEUE},
 }

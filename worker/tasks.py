@@ -127,15 +127,6 @@ def classify_chunk(self: ModelTask, job_id: str, chunk: int) -> None:
     notify_finished(self.app, finished)
 
 
-@app.task(bind=True, base=ModelTask, name=names.CLASSIFY_ONE_NAIVE)
-def classify_one_naive(self: ModelTask, job_id: str, index: int) -> None:
-    """BENCHMARK BASELINE ONLY: one task per image, no batching (what batching is measured
-    against). The service never sends it."""
-    predictor = predictor_for_job(self, job_id)
-    finished = chunks.classify_one(self.store, predictor, get_settings(), job_id, index)
-    notify_finished(self.app, finished)
-
-
 @app.task(bind=True, base=StoreTask, name=names.SEND_WEBHOOK, max_retries=WEBHOOK_RETRIES)
 def send_webhook(self: StoreTask, job_id: str) -> None:
     settings = get_settings()

@@ -119,15 +119,3 @@ def test_a_predictor_bug_becomes_per_item_errors_not_a_stuck_job(store):
 def test_a_chunk_of_an_expired_job_is_dropped(store, predictor):
     assert chunks.classify_chunk(store, predictor, Settings(), "gone", 0) is None
     assert store.r.keys("tagger:job:gone*") == []
-
-
-def test_naive_baseline_gives_the_batched_results(store, predictor):
-    items = [({"filename": f"{i}.png"}, png_bytes(i)) for i in range(3)]
-    batched, naive = submit(store, items, 4), submit(store, items, 4)
-    chunks.classify_chunk(store, predictor, Settings(), batched, 0)
-    finished = [chunks.classify_one(store, predictor, Settings(), naive, i) for i in range(3)]
-    assert [f is not None for f in finished] == [False, False, True]
-    strip = [{k: v for k, v in r.items() if k != "confidence"} for r in
-             (stored(store, batched)[i] for i in range(3))]
-    assert strip == [{k: v for k, v in stored(store, naive)[i].items() if k != "confidence"}
-                     for i in range(3)]
