@@ -35,6 +35,9 @@ def train(
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     max_train_items: Annotated[int | None, typer.Option(min=1)] = None,
+    val_fraction: Annotated[float | None, typer.Option(
+        min=0, max=0.5, help="Validation share of the training split; 0 trains on all of it"
+                             " (a final fit with a recipe chosen on validation)")] = None,
     threads: Annotated[int | None, typer.Option(min=0, help="0 = available cores")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
     data_dir: DataDirOpt = None,
@@ -64,7 +67,7 @@ def train(
         cfg = get_recipe(recipe)
         overrides = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                      "augment": augment, "seed": seed, "max_train_items": max_train_items,
-                     "threads": threads, "device": device}
+                     "val_fraction": val_fraction, "threads": threads, "device": device}
         cfg = cfg.model_validate({**cfg.model_dump(),
                                   **{k: v for k, v in overrides.items() if v is not None}})
         root = data_dir_or_default(data_dir)
