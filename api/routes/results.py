@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import AsyncRedisDep, StoreDep, TenantDep
 from api.jobviews import job_or_404, public, result_item, visible
 from api.schemas import ErrorBody, ResultsPage
+from api.sse import event_stream, progress_events
 from worker.jobkeys import TERMINAL, done_key, job_key
 from worker.jobstore import JobStore, decode_hash
 from worker.results import RESULT_FIELDS
@@ -22,8 +23,6 @@ from worker.results import RESULT_FIELDS
 router = APIRouter(prefix="/v1/jobs", tags=["results"])
 
 ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422)}
-EVENT_INTERVAL_S = 0.5  # progress events at most this often
-KEEPALIVE_S = 15.0  # a comment line now and then keeps proxies from closing an idle stream
 
 
 @router.get("/{job_id}/results", response_model=ResultsPage, responses=ERRORS)
@@ -83,27 +82,12 @@ async def job_events(job_id: str, aredis: AsyncRedisDep, tenant: TenantDep
     """Server-Sent Events: `progress` (the job) whenever it changes, then one `end` event
     with the final job, and the stream closes."""
     visible(decode_hash(await aredis.hgetall(job_key(job_id))), tenant)
-    return StreamingResponse(_events(aredis, job_id), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream(_events(aredis, job_id))
 
 
-async def _events(aredis: aioredis.Redis, job_id: str) -> AsyncIterator[str]:
-    last, idle = None, 0.0
-    while True:
+def _events(aredis: aioredis.Redis, job_id: str) -> AsyncIterator[str]:
+    async def read() -> tuple[str, bool] | None:
         job = decode_hash(await aredis.hgetall(job_key(job_id)))
-        if not job:  # expired while we watched
-            return
-        body = public(job).model_dump_json()
-        if job["status"] in TERMINAL:
-            yield f"event: end\ndata: {body}\n\n"
-            return
-        if body != last:
-            yield f"event: progress\ndata: {body}\n\n"
-            last, idle = body, 0.0
-        elif idle >= KEEPALIVE_S:
-            yield ": keep-alive\n\n"
-            idle = 0.0
-        # Sleep until the next tick, or less: the job's `done` token wakes us at once.
-        key = done_key(job_id)
-        await aredis.blmove(key, key, EVENT_INTERVAL_S, "RIGHT", "LEFT")
-        idle += EVENT_INTERVAL_S
+        return (public(job).model_dump_json(), job["status"] in TERMINAL) if job else None
+
+    return progress_events(aredis, read, done_key(job_id))

@@ -26,6 +26,7 @@ from api.deps import (
 from api.errors import ApiError, not_found
 from api.schemas import ErrorBody
 from api.schemas_training import TrainingJobCreate, TrainingJobPublic, TrainingJobsPage
+from api.sse import event_stream, progress_events
 from api.trainingviews import (
     ARTIFACT_MEDIA_TYPES,
     check_request,
@@ -46,8 +47,6 @@ from worker.trainjobs import (
 router = APIRouter(prefix="/v1/training-jobs", tags=["training"])
 
 ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
-EVENT_INTERVAL_S = 0.5
-KEEPALIVE_S = 15.0
 
 
 @router.post("", response_model=TrainingJobPublic, status_code=202, responses=ERRORS)
@@ -124,30 +123,16 @@ async def training_events(job_id: str, _: AdminDep, aredis: AsyncRedisDep,
     0.5 s), then one `end` event with the final job, and the stream closes."""
     if not await aredis.exists(training_key(job_id)):
         raise not_found("training job")
-    return StreamingResponse(_events(aredis, trainings, job_id), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream(_events(aredis, trainings, job_id))
 
 
-async def _events(aredis: aioredis.Redis, trainings: TrainingStore, job_id: str
-                  ) -> AsyncIterator[str]:
-    last, idle = None, 0.0
-    while True:
+def _events(aredis: aioredis.Redis, trainings: TrainingStore, job_id: str
+            ) -> AsyncIterator[str]:
+    async def read() -> tuple[str, bool] | None:
         job = decode(await aredis.hgetall(training_key(job_id)))
-        if not job:  # expired while we watched
-            return
-        if lease_expired(job):  # its worker died: end it (the reaper), then report that
+        if job and lease_expired(job):  # its worker died: end it (the reaper), then report
             await run_in_threadpool(trainings.reap, job_id)
             job = decode(await aredis.hgetall(training_key(job_id))) or job
-        body = public_training(job).model_dump_json()
-        if job["status"] in TERMINAL:
-            yield f"event: end\ndata: {body}\n\n"
-            return
-        if body != last:
-            yield f"event: progress\ndata: {body}\n\n"
-            last, idle = body, 0.0
-        elif idle >= KEEPALIVE_S:
-            yield ": keep-alive\n\n"
-            idle = 0.0
-        key = training_done_key(job_id)  # the end token wakes us at once
-        await aredis.blmove(key, key, EVENT_INTERVAL_S, "RIGHT", "LEFT")
-        idle += EVENT_INTERVAL_S
+        return (public_training(job).model_dump_json(), job["status"] in TERMINAL) if job else None
+
+    return progress_events(aredis, read, training_done_key(job_id))
