@@ -51,6 +51,9 @@ def accuracy_section() -> list[str]:
         return []
     return ["## Shipped model accuracy (issue 1/4)", "",
             f"Harness `python -m benchmarks accuracy`, which runs `{r['predict_command']}`.", "",
+            "Model: the shipped `core/models/default.safetensors`, made by `fashion-tagger train"
+            " --recipe default --val-fraction 0` (see README; `fashion-tagger info` shows its"
+            " recipe).", "",
             f"- {r['images']} images, {r['rows']} CSV rows, {r['errors']} errors",
             f"- accuracy **{pct(r['accuracy'])}** (target >= 94.5%: "
             f"{target(r['accuracy'] >= 0.945)})",

@@ -59,14 +59,17 @@ function svg(tag, attrs = {}) {
 }
 
 // Training curves drawn from a model's per-epoch history: train loss and validation
-// accuracy, each scaled to its own range (an inline SVG; no plotting library).
+// accuracy (training accuracy for a final fit with no validation split), each scaled to its
+// own range (an inline SVG; no plotting library).
 function curvesChart(history) {
   const width = 480;
   const height = 220;
   const pad = 34;
+  const hasVal = history.some((h) => typeof h.val_accuracy === "number");
   const series = [
     { key: "train_loss", name: "train loss", cls: "loss" },
-    { key: "val_accuracy", name: "validation accuracy", cls: "acc" },
+    hasVal ? { key: "val_accuracy", name: "validation accuracy", cls: "acc" }
+      : { key: "train_accuracy", name: "training accuracy", cls: "acc" },
   ].filter((s) => history.some((h) => typeof h[s.key] === "number"));
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img",
     "aria-label": `Training curves over ${history.length} epochs` });

