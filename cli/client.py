@@ -221,8 +221,11 @@ class TaggerClient:
 
     def export(self, job_id: str, out: IO[bytes], fmt: str = "csv") -> int:
         """Stream every finished item as CSV or JSONL into `out`; returns the bytes written."""
+        return self._download(f"/v1/jobs/{job_id}/results", {"format": fmt}, out)
+
+    def _download(self, path: str, params: dict[str, str], out: IO[bytes]) -> int:
         written = 0
-        with self._stream(f"/v1/jobs/{job_id}/results", {"format": fmt}) as response:
+        with self._stream(path, params) as response:
             for block in response.iter_bytes():
                 out.write(block)
                 written += len(block)
@@ -300,12 +303,7 @@ class TaggerClient:
         return self._json("POST", f"/v1/models/{version}/activate")
 
     def download_model(self, version: str, out: IO[bytes], fmt: str = "safetensors") -> int:
-        written = 0
-        with self._stream(f"/v1/models/{version}/download", {"format": fmt}) as response:
-            for block in response.iter_bytes():
-                out.write(block)
-                written += len(block)
-        return written
+        return self._download(f"/v1/models/{version}/download", {"format": fmt}, out)
 
 
 def _options(top_k: int, review_threshold: float | None, callback_url: str | None,
