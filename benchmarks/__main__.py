@@ -23,13 +23,34 @@ def data_dir_or_default(data_dir: Path | None) -> Path:
 
 @app.command()
 def training(
-    recipes: Annotated[list[str] | None, typer.Argument()] = None, data_dir: DataDir = None
+    recipes: Annotated[list[str] | None, typer.Argument()] = None, data_dir: DataDir = None,
+    keep: Annotated[Path | None, typer.Option(help="leave each run in KEEP/<recipe>")] = None,
 ) -> None:
     """Time `fashion-tagger train` per recipe and evaluate each result on the test split."""
     from benchmarks.training import run_recipe
 
     for name in recipes or ["baseline", "default-fast"]:
-        save_result(f"training-{name}", run_recipe(name, data_dir))
+        save_result(f"training-{name}", run_recipe(name, data_dir, keep=keep))
+
+
+@app.command("training-api")
+def training_api(
+    recipe: str = "default", seed: int = 0, data_dir: DataDir = None,
+    keep: Annotated[Path | None, typer.Option(help="leave the model in KEEP/api-<recipe>")] = None,
+) -> None:
+    """A full recipe as a training job through the API (`fashion-tagger up`), evaluated on the
+    test split like `training`, and compared with the CLI run of the same recipe and seed."""
+    from benchmarks.training_api import run_training_job
+
+    save_result(f"training-api-{recipe}", run_training_job(recipe, seed, data_dir, keep))
+
+
+@app.command()
+def switch(data_dir: DataDir = None) -> None:
+    """How soon the next classify job reports a newly activated model version."""
+    from benchmarks.training_api import switch_latency
+
+    save_result("switch", switch_latency(data_dir))
 
 
 @app.command()

@@ -63,9 +63,11 @@ def raw_throughput(pngs: list[bytes], images) -> dict:
 
 
 @contextmanager
-def running_stack(redis_url: str, data_dir: Path):
+def running_stack(redis_url: str, data_dir: Path, fashion_mnist_dir: Path | None = None):
     port = free_port()
     env = {**os.environ, "TAGGER_REDIS_URL": redis_url, "TAGGER_DATA_DIR": str(data_dir)}
+    if fashion_mnist_dir:
+        env["TAGGER_FASHION_MNIST_DIR"] = str(fashion_mnist_dir)
     env.pop("TAGGER_API_KEYS", None)
     log = open(data_dir / "up.log", "wb")
     process = subprocess.Popen([*fashion_tagger_cmd(), "up", "--port", str(port),

@@ -13,10 +13,12 @@ from pathlib import Path
 from benchmarks.common import Timer, fashion_tagger_cmd
 
 
-def run_recipe(recipe: str, data_dir: Path | None, threads: int | None = None) -> dict:
+def run_recipe(recipe: str, data_dir: Path | None, threads: int | None = None,
+               keep: Path | None = None) -> dict:
+    """`keep`: a folder to leave the run in (model, curves, metrics); else a temporary one."""
     cli = fashion_tagger_cmd()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / recipe
+        out = (keep or Path(tmp)) / recipe
         train_cmd = [*cli, "train", "--recipe", recipe, "--out", str(out)]
         eval_cmd = [*cli, "evaluate", "--model", str(out / "model.safetensors"),
                     "--split", "test", "--out", str(out / "eval")]
@@ -36,6 +38,7 @@ def run_recipe(recipe: str, data_dir: Path | None, threads: int | None = None) -
         "wall_s": round(t.seconds, 1),
         "train_loop_s": train_metrics["metrics"]["train_seconds"],
         "epochs": train_metrics["config"]["epochs"],
+        "seed": train_metrics["config"]["seed"],
         "val_accuracy": train_metrics["metrics"].get("val_accuracy"),
         "test_accuracy": metrics["accuracy"],
     }

@@ -267,7 +267,7 @@ class TaggerClient:
     # -- training, datasets, models --------------------------------------------------------
 
     def create_training_job(self, **params: Any) -> Job:
-        """dataset, arch, epochs, batch_size, lr, augment, seed, max_train_items, init_from,
+        """dataset, recipe, arch, epochs, batch_size, lr, augment, seed, max_train_items, init_from,
         activate ("never" | "if_better" | "always"); None values are left out."""
         body = {k: v for k, v in params.items() if v is not None}
         return self._json("POST", "/v1/training-jobs", json=body)

@@ -45,8 +45,8 @@ def train(
     init_from: Annotated[Path | None, typer.Option(
         help="Start from this checkpoint's weights (same arch and labels): fine-tuning")] = None,
     remote: Annotated[bool, typer.Option(
-        "--remote", help="Queue the run on a server's workers (default-fast recipe, the"
-                         " overrides above) and follow it; --out/--data-dir stay local")] = False,
+        "--remote", help="Queue the run on a server's workers (the same recipe and"
+                         " overrides) and follow it; --out/--data-dir stay local")] = False,
     server: Annotated[str | None, typer.Option(help="With --remote: TAGGER_SERVER_URL")] = None,
     api_key: Annotated[str | None, typer.Option(help="With --remote: TAGGER_API_KEY")] = None,
 ) -> None:
@@ -55,13 +55,13 @@ def train(
         from cli.remote import run_remote_training
 
         run_remote_training(server, api_key, {
-            "arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "recipe": recipe, "arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
             "augment": augment, "seed": seed, "max_train_items": max_train_items})
         return
     from core.checkpoint import load_checkpoint
     from core.data import load_fashion_mnist
+    from core.recipes import recipe as get_recipe
     from core.runs import run_training
-    from core.training import recipe as get_recipe
 
     try:
         cfg = get_recipe(recipe)

@@ -14,7 +14,8 @@ from core.data import ImageSet, limit, train_val_split
 from core.device import resolve_device
 from core.evaluation import Metrics, compute_metrics
 from core.plots import plot_confusion, plot_curves
-from core.training import CancelHook, ProgressCallback, TrainConfig, TrainResult, evaluate, train
+from core.recipes import TrainConfig
+from core.training import CancelHook, ProgressCallback, TrainResult, evaluate, train
 
 MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"

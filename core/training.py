@@ -11,10 +11,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, Field
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -22,58 +20,7 @@ from core.architectures import build_model
 from core.augment import augment_batch
 from core.data import ImageSet
 from core.device import has_fast_bf16, resolve_device, set_threads
-
-
-class TrainConfig(BaseModel):
-    """Everything that defines a training run; saved into every checkpoint."""
-
-    arch: str = "default"
-    epochs: int = Field(default=30, ge=1, le=500)
-    batch_size: int = Field(default=128, ge=1, le=8192)
-    lr: float = Field(default=3e-3, gt=0, le=10)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    weight_decay: float = Field(default=5e-2, ge=0)
-    schedule: Literal["constant", "onecycle", "cosine"] = "onecycle"
-    augment: bool = True
-    crop_padding: int = Field(default=2, ge=0, le=8)
-    hflip: bool = True
-    random_erasing: float = Field(default=0.25, ge=0, le=1)
-    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
-    amp: bool = Field(default=True, description="bfloat16 autocast where the hardware has it")
-    ema_decay: float | None = Field(
-        default=None, ge=0.9, lt=1, description="keep an exponential moving average of the"
-        " weights (and BN statistics) and return it instead of the last weights")
-    val_fraction: float = Field(default=1 / 12, ge=0, lt=1)
-    max_train_items: int | None = Field(default=None, ge=1)
-    seed: int = 0
-    threads: int = Field(default=0, ge=0, description="torch threads; 0 = available cores")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-
-# Named recipes; the CLI's --recipe picks one and flags override single fields.
-RECIPES: dict[str, TrainConfig] = {
-    # The original project: Adam 1e-3, batch 64, cross-entropy, 5 epochs, no augmentation.
-    "baseline": TrainConfig(
-        arch="baseline", epochs=5, batch_size=64, lr=1e-3, optimizer="adam", weight_decay=0,
-        schedule="constant", augment=False, label_smoothing=0.0,
-    ),
-    # Fits the 10-minute budget on a 2-core CPU; erasing is left out of the short schedule,
-    # where it slows convergence more than it regularises.
-    "default-fast": TrainConfig(arch="default", epochs=18, random_erasing=0.0),
-    # The first stage of the shipped model.
-    "default": TrainConfig(arch="default", epochs=50),
-    # A second stage from a trained model (`--init-from`): a low, decaying learning rate with
-    # the weights averaged over its last epochs. The shipped model is `default` + `finetune`.
-    "finetune": TrainConfig(arch="default", epochs=10, lr=5e-4, schedule="cosine",
-                            ema_decay=0.999),
-}
-
-
-def recipe(name: str) -> TrainConfig:
-    try:
-        return RECIPES[name].model_copy()
-    except KeyError:
-        raise ValueError(f"Unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None
+from core.recipes import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from core.data import ImageSet, limit, load_fashion_mnist
+from core.recipes import TrainConfig
 from core.runs import run_training
 from core.settings import get_settings
-from core.training import TrainConfig
 
 
 @pytest.fixture(scope="session")

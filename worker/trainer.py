@@ -21,9 +21,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from core.checkpoint import ModelMeta, load_checkpoint_bytes
 from core.data import ImageSet, load_fashion_mnist, load_image_folder
 from core.export import check_onnx, export_onnx
+from core.recipes import TrainConfig, recipe
 from core.runs import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, run_training
 from core.settings import Settings
-from core.training import TrainConfig, TrainingCancelled, recipe, to_float
+from core.training import TrainingCancelled, to_float
 from worker.datasets import FASHION_MNIST, DatasetStore
 from worker.registry import ModelRegistry, activation_decision
 from worker.trainjobs import TrainingStore
@@ -31,7 +32,7 @@ from worker.trainprogress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
-BASE_RECIPE = "default-fast"  # fields a request does not set (optimizer, schedule...) come from it
+BASE_RECIPE = "default-fast"  # for a request stored without a `recipe` (older jobs)
 ARTIFACT_TYPES = {CURVES_FILE: "image/png", CONFUSION_FILE: "image/png",
                   METRICS_FILE: "application/json"}
 REQUEST_FIELDS = ("arch", "epochs", "batch_size", "lr", "augment", "seed", "max_train_items")
@@ -102,7 +103,7 @@ def train_and_register(client: redis.Redis, settings: Settings, job_id: str,
 
 
 def train_config(request: dict[str, Any], settings: Settings) -> TrainConfig:
-    base = recipe(BASE_RECIPE).model_dump()
+    base = recipe(request.get("recipe", BASE_RECIPE)).model_dump()
     overrides = {name: request[name] for name in REQUEST_FIELDS if name in request}
     return TrainConfig.model_validate({**base, **overrides, "threads": settings.torch_threads,
                                        "device": settings.device})

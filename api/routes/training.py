@@ -55,6 +55,7 @@ def create_training_job(body: TrainingJobCreate, admin: AdminDep, services: Serv
                         datasets: DatasetStoreDep, response: Response) -> TrainingJobPublic:
     """Queue a training run on the `training` queue (one runs at a time). It trains with
     `core.runs.run_training`, registers a new model version and activates it per `activate`."""
+    body = body.resolved()
     check_request(body, registry, datasets)
     job = trainings.create(admin.name, body.model_dump())
     try:

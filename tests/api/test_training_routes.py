@@ -37,7 +37,8 @@ def test_a_training_job_is_queued_on_the_training_queue(client, r):
     job = response.json()
     assert response.headers["Location"] == f"/v1/training-jobs/{job['id']}"
     assert job["status"] == "queued" and job["model_version"] is None
-    assert job["request"] == {"dataset": "fashion-mnist", "arch": "default", "epochs": 1,
+    assert job["request"] == {"dataset": "fashion-mnist", "recipe": "default-fast",
+                              "arch": "default", "epochs": 1,
                               "batch_size": 128, "lr": 0.003, "augment": True, "seed": 0,
                               "max_train_items": 300, "init_from": None, "activate": "always"}
     assert job["progress"] == {"epoch": 0, "epochs": 1, "step": 0, "steps": 0, "fraction": 0}
@@ -46,6 +47,21 @@ def test_a_training_job_is_queued_on_the_training_queue(client, r):
     assert client.get(f"/v1/training-jobs/{job['id']}", headers=OPS).json() == job
     listed = client.get("/v1/training-jobs", headers=OPS).json()["items"]
     assert [j["id"] for j in listed] == [job["id"]]
+
+
+def test_a_recipe_fills_the_fields_a_request_leaves_out(client):
+    job = client.post("/v1/training-jobs", json={"recipe": "default", "lr": 0.002},
+                      headers=OPS).json()
+    fields = ("recipe", "arch", "epochs", "batch_size", "lr", "augment")
+    assert {k: job["request"][k] for k in fields} == {
+        "recipe": "default", "arch": "default", "epochs": 50, "batch_size": 128, "lr": 0.002,
+        "augment": True}
+    assert job["progress"]["epochs"] == 50
+    baseline = client.post("/v1/training-jobs", json={"recipe": "baseline"}, headers=OPS).json()
+    assert {k: baseline["request"][k] for k in ("arch", "epochs", "batch_size", "augment")} == {
+        "arch": "baseline", "epochs": 5, "batch_size": 64, "augment": False}
+    unknown = client.post("/v1/training-jobs", json={"recipe": "finetune"}, headers=OPS)
+    assert unknown.status_code == 422 and "recipe" in unknown.json()["error"]["message"]
 
 
 def test_non_admins_get_403_in_the_error_shape(client):

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from core.recipes import TrainConfig, recipe
 from core.runs import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, run_training
-from core.training import TrainConfig, TrainingCancelled, recipe, train
+from core.training import TrainingCancelled, train
 
 
 def quick(**overrides) -> TrainConfig:
