@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import KeyRing, Tenant
+from api.batcher import SubmissionBatcher
 from api.errors import ApiError
 from api.metrics import Metrics
 from core.settings import Settings
@@ -30,6 +31,7 @@ class Services:
     keys: KeyRing
     metrics: Metrics
     aredis: aioredis.Redis | None = None
+    batcher: SubmissionBatcher | None = None  # single-image submissions, made by the lifespan
 
 
 def get_services(request: Request) -> Services:

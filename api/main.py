@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from api.auth import KeyRing
+from api.batcher import SubmissionBatcher
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.jobviews import MAX_WAIT_S
@@ -24,6 +25,7 @@ from core.settings import Settings, get_settings
 from worker.app import create_celery
 from worker.connection import redis_url, sync_redis
 from worker.jobstore import JobStore
+from worker.jobwriter import write_single_jobs
 
 log = logging.getLogger("api")
 
@@ -41,9 +43,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # that (redis-py's default is 5 s).
     services.aredis = aioredis.Redis.from_url(redis_url(services.settings),
                                               socket_timeout=MAX_WAIT_S + 30)
+    services.batcher = SubmissionBatcher(
+        lambda entries: write_single_jobs(services.store, services.celery, entries))
+    services.batcher.start()
     try:
         yield
     finally:
+        await services.batcher.stop()
         await services.aredis.aclose()
         services.store.r.close()
 

@@ -59,3 +59,10 @@ def submit(services: Services, tenant: Tenant, items: Iterable[Item], *, kind: s
         raise
     services.metrics.items.labels(kind).inc(writer.total)
     return job, True
+
+
+def single_image_spec(tenant: Tenant, top_k: int, review_threshold: float | None) -> JobSpec:
+    """POST /v1/classify's job: one item, interactive queue (api.batcher writes these)."""
+    return JobSpec(tenant=tenant.name, kind="classify", source="file",
+                   queue=names.INTERACTIVE_QUEUE, chunk_size=1, top_k=top_k,
+                   review_threshold=review_threshold)

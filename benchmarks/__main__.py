@@ -45,6 +45,14 @@ def training_api(
     save_result(f"training-api-{recipe}", run_training_job(recipe, seed, data_dir, keep))
 
 
+@app.command("worker-tuning")
+def worker_tuning(data_dir: DataDir = None) -> None:
+    """The CPU worker's pool, concurrency, threads and chunk size, each measured end to end."""
+    from benchmarks.worker_tuning import run
+
+    save_result("worker-tuning", run(data_dir_or_default(data_dir)))
+
+
 @app.command()
 def switch(data_dir: DataDir = None) -> None:
     """How soon the next classify job reports a newly activated model version."""

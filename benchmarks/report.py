@@ -101,13 +101,15 @@ def service_section() -> list[str]:
              " (decode + preprocess + forward, the work a worker does per image), best backend"
              " and micro-batch.",
              "- `e2e_bulk_img_per_s`: the same PNGs in one zip, uploaded to `fashion-tagger up`"
-             " (API + prefork worker, 2 children x 1 thread) until every result is exported.",
+             " (API + prefork worker, 2 children x 1 thread; `python -m benchmarks worker-tuning`"
+             " compares the alternatives) until every result is exported.",
              "- `naive_img_per_s`: the common tutorial design (`benchmarks/naive.py`): a FastAPI"
              " `POST /predict` per image queues one Celery task carrying the image in base64,"
              " batch size 1, answer polled from Celery's result backend; driven over HTTP with"
-             " 32 concurrent connections like the service.",
+             " 32 concurrent connections like the service, by the same client.",
              "- latencies: `POST /v1/classify?wait=10`, one client (300 requests) and 32"
-             " concurrent clients (20 requests each), asyncio httpx on the same machine.", "",
+             " concurrent clients (20 requests each) on keep-alive connections, sent by a lean"
+             " asyncio client (`benchmarks/loadgen.py`) on the same 2 cores.", "",
              "| figure | value |", "|---|---|"]
     lines += [f"| {k} | {r[k]} |" for k in keys if k in r]
     lines += [f"| {k} | {v} |" for k, v in r["ratios"].items()]

@@ -18,11 +18,13 @@ import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from PIL import Image
 
 from benchmarks.common import Timer, fashion_tagger_cmd
+from benchmarks.loadgen import classify_latencies, multipart_request, read_response
 from core.data import load_fashion_mnist
 from worker.redis_server import EmbeddedRedis, free_port
 
@@ -63,9 +65,11 @@ def raw_throughput(pngs: list[bytes], images) -> dict:
 
 
 @contextmanager
-def running_stack(redis_url: str, data_dir: Path, fashion_mnist_dir: Path | None = None):
+def running_stack(redis_url: str, data_dir: Path, fashion_mnist_dir: Path | None = None,
+                  env_overrides: dict[str, str] | None = None):
     port = free_port()
-    env = {**os.environ, "TAGGER_REDIS_URL": redis_url, "TAGGER_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "TAGGER_REDIS_URL": redis_url, "TAGGER_DATA_DIR": str(data_dir),
+           **(env_overrides or {})}
     if fashion_mnist_dir:
         env["TAGGER_FASHION_MNIST_DIR"] = str(fashion_mnist_dir)
     env.pop("TAGGER_API_KEYS", None)
@@ -109,26 +113,6 @@ def bulk_e2e(base: str, pngs: list[bytes]) -> dict:
     return {"seconds": t.seconds, "status": status, "items": items}
 
 
-async def _classify_latencies(base: str, pngs: list[bytes], clients: int, per_client: int
-                              ) -> list[float]:
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        async def one_client(c: int) -> None:
-            for r in range(per_client):
-                data = pngs[(c * per_client + r) % len(pngs)]
-                start = time.perf_counter()
-                response = await client.post("/v1/classify", params={"wait": 10},
-                                             files={"file": ("x.png", data, "image/png")})
-                latencies.append((time.perf_counter() - start) * 1000)
-                if response.status_code != 200:
-                    raise RuntimeError(f"classify answered {response.status_code}: "
-                                       f"{response.text[:200]}")
-
-        await asyncio.gather(*(one_client(c) for c in range(clients)))
-    return latencies
-
-
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
@@ -162,25 +146,39 @@ def naive_throughput(redis_url: str, pngs: list[bytes], data_dir: Path, clients:
 
 
 async def _naive_run(base: str, pngs: list[bytes], clients: int) -> list[int]:
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
-        for _ in range(600):  # the server may still be starting
-            try:
-                await client.get("/docs")
-                break
-            except httpx.TransportError:
-                await asyncio.sleep(0.2)
-        gate = asyncio.Semaphore(clients)
+    """Each of `clients` connections takes the next image: POST /predict, then polls
+    GET /result/{task_id} every 20 ms until the task ended. Returns labels in input order."""
+    url = urlsplit(base)
+    for _ in range(600):  # the server may still be starting
+        try:
+            _, writer = await asyncio.open_connection(url.hostname, url.port)
+            writer.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.2)
+    labels: list[int] = [-1] * len(pngs)
+    next_image = iter(range(len(pngs)))
 
-        async def one(data: bytes) -> int:
-            async with gate:
-                task = (await client.post("/predict", files={"file": ("x.png", data)})).json()
-                while (answer := (await client.get(f"/result/{task['task_id']}")).json())[
-                        "status"] not in ("SUCCESS", "FAILURE"):
+    async def one_client() -> None:
+        reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        try:
+            for i in next_image:
+                writer.write(multipart_request(url.netloc, "/predict", "file", "x.png",
+                                               pngs[i], "image/png"))
+                task_id = json.loads((await read_response(reader))[1])["task_id"]
+                poll = f"GET /result/{task_id} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()
+                while True:
+                    writer.write(poll)
+                    answer = json.loads((await read_response(reader))[1])
+                    if answer["status"] in ("SUCCESS", "FAILURE"):
+                        break
                     await asyncio.sleep(0.02)
-                return answer["result"]["label_index"]
+                labels[i] = answer["result"]["label_index"]
+        finally:
+            writer.close()
 
-        return list(await asyncio.gather(*(one(p) for p in pngs)))
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    return labels
 
 
 def run(data_dir: Path, naive_items: int = 2000) -> dict:
@@ -193,9 +191,10 @@ def run(data_dir: Path, naive_items: int = 2000) -> dict:
             with running_stack(server.url, tmp_path) as base:
                 bulk_e2e(base, pngs[:512])  # warm-up: workers' first chunks, ONNX cache
                 bulk = bulk_e2e(base, pngs)
-                asyncio.run(_classify_latencies(base, pngs, 1, 20))  # warm-up
-                single = asyncio.run(_classify_latencies(base, pngs, 1, 300))
-                concurrent = asyncio.run(_classify_latencies(base, pngs, 32, 20))
+                asyncio.run(classify_latencies(base, pngs, 1, 20))  # warm-up
+                single = asyncio.run(classify_latencies(base, pngs, 1, 300))
+                asyncio.run(classify_latencies(base, pngs, 32, 5))  # warm-up
+                concurrent = asyncio.run(classify_latencies(base, pngs, 32, 20))
             naive = naive_throughput(server.url.rsplit("/", 1)[0] + "/1",
                                      pngs[:naive_items], tmp_path)
     items = bulk["items"]

@@ -127,14 +127,29 @@ class JobStore:
         without its first items). Chunk k holds items k*chunk_size onwards; add them in order.
         """
         with self.r.pipeline() as pipe:
-            if record is not None:
-                self._queue_record(pipe, record)
-            pipe.rpush(items_key(job_id), *[json.dumps(m) for m in metas])
-            pipe.expireat(items_key(job_id), expire_at)
-            if inputs:
-                pipe.hset(input_key(job_id, chunk), mapping=inputs)
-                pipe.expireat(input_key(job_id, chunk), expire_at)
+            self._queue_chunk(pipe, job_id, chunk, metas, inputs, expire_at, record)
             pipe.execute()
+
+    def add_single_jobs(self, jobs: Sequence[tuple[dict[str, Any], dict[str, Any], bytes]]
+                        ) -> None:
+        """Several complete one-item jobs, each (record, item metadata, image bytes), in one
+        round trip: how concurrent POST /v1/classify requests are written together."""
+        with self.r.pipeline() as pipe:
+            for record, meta, data in jobs:
+                self._queue_chunk(pipe, record["id"], 0, [meta], {0: data}, record["expire_at"],
+                                  record)
+            pipe.execute()
+
+    def _queue_chunk(self, pipe: redis.client.Pipeline, job_id: str, chunk: int,
+                     metas: Sequence[dict[str, Any]], inputs: dict[int, bytes], expire_at: int,
+                     record: dict[str, Any] | None) -> None:
+        if record is not None:
+            self._queue_record(pipe, record)
+        pipe.rpush(items_key(job_id), *[json.dumps(m) for m in metas])
+        pipe.expireat(items_key(job_id), expire_at)
+        if inputs:
+            pipe.hset(input_key(job_id, chunk), mapping=inputs)
+            pipe.expireat(input_key(job_id, chunk), expire_at)
 
     def seal(self, job_id: str, total: int, chunks: int) -> bool:
         """All items are written; True if that finished the job (workers were faster)."""
@@ -211,36 +226,62 @@ class JobStore:
     def start_chunk(self, job_id: str, chunk: int | None, model_version: str
                     ) -> tuple[dict[str, str], int]:
         """Mark the job running; returns its record ({} if gone) and this attempt's number."""
-        field = f"attempts:{chunk}" if chunk is not None else ""
-        reply = self._start(keys=[job_key(job_id)], args=[now_iso(), model_version, field])
-        if not reply:
-            return {}, 0
-        return decode_hash(reply[1]), int(reply[0])
+        return self.start_chunks([(job_id, chunk, model_version)])[0]
+
+    def start_chunks(self, chunks: Sequence[tuple[str, int | None, str]]
+                     ) -> list[tuple[dict[str, str], int]]:
+        """start_chunk for several (job_id, chunk, model_version) in one round trip."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for job_id, chunk, model_version in chunks:
+                field = f"attempts:{chunk}" if chunk is not None else ""
+                self._start(keys=[job_key(job_id)], args=[now_iso(), model_version, field],
+                            client=pipe)
+            replies = pipe.execute()
+        return [(decode_hash(reply[1]), int(reply[0])) if reply else ({}, 0)
+                for reply in replies]
 
     def chunk_inputs(self, job_id: str, chunk: int, chunk_size: int
                      ) -> tuple[list[dict], list[bytes | None], dict[int, bytes]]:
-        """One round trip: the chunk's item metadata, the results already written (a re-run
-        chunk skips those) and its image bytes by item index."""
-        start = chunk * chunk_size
+        """The chunk's item metadata, the results already written (a re-run chunk skips
+        those) and its image bytes by item index."""
+        return self.chunks_inputs([(job_id, chunk, chunk_size)])[0]
+
+    def chunks_inputs(self, chunks: Sequence[tuple[str, int, int]]
+                      ) -> list[tuple[list[dict], list[bytes | None], dict[int, bytes]]]:
+        """chunk_inputs for several (job_id, chunk, chunk_size) in one round trip."""
         with self.r.pipeline(transaction=False) as pipe:
-            pipe.lrange(items_key(job_id), start, start + chunk_size - 1)
-            pipe.hmget(results_key(job_id), list(range(start, start + chunk_size)))
-            pipe.hgetall(input_key(job_id, chunk))
-            metas, written, inputs = pipe.execute()
-        return ([json.loads(m) for m in metas], written[:len(metas)],
-                {int(k): v for k, v in inputs.items()})
+            for job_id, chunk, chunk_size in chunks:
+                start = chunk * chunk_size
+                pipe.lrange(items_key(job_id), start, start + chunk_size - 1)
+                pipe.hmget(results_key(job_id), list(range(start, start + chunk_size)))
+                pipe.hgetall(input_key(job_id, chunk))
+            replies = pipe.execute()
+        out = []
+        for n in range(len(chunks)):
+            metas, written, inputs = replies[3 * n:3 * n + 3]
+            out.append(([json.loads(m) for m in metas], written[:len(metas)],
+                        {int(k): v for k, v in inputs.items()}))
+        return out
 
     def record_results(self, job_id: str, chunk: int | None,
                        results: Sequence[dict[str, Any]]) -> int:
         """Write results (each once), count them, drop the chunk's inputs, finish the job if
         complete: one atomic script. Returns 1 if this call finished the job, -1 if it is gone.
         """
-        args: list[Any] = [now_iso()]
-        for item in results:
-            args += [item["index"], COUNTERS[item["status"]], json.dumps(item)]
-        keys = [job_key(job_id), results_key(job_id),
-                input_key(job_id, chunk) if chunk is not None else "", done_key(job_id)]
-        return int(self._record(keys=keys, args=args))
+        return self.record_many([(job_id, chunk, results)])[0]
+
+    def record_many(self, chunks: Sequence[tuple[str, int | None, Sequence[dict[str, Any]]]]
+                    ) -> list[int]:
+        """record_results for several chunks in one round trip (one atomic script each)."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for job_id, chunk, results in chunks:
+                args: list[Any] = [now_iso()]
+                for item in results:
+                    args += [item["index"], COUNTERS[item["status"]], json.dumps(item)]
+                keys = [job_key(job_id), results_key(job_id),
+                        input_key(job_id, chunk) if chunk is not None else "", done_key(job_id)]
+                self._record(keys=keys, args=args, client=pipe)
+            return [int(reply) for reply in pipe.execute()]
 
     def set_field(self, job_id: str, field: str, value: str) -> None:
         self._set_field(keys=[job_key(job_id)], args=[field, value])

@@ -6,6 +6,7 @@ Torch-free; used by the API.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -74,13 +75,36 @@ class JobWriter:
         job_id = self.job.job_id
         record = None
         if self.chunks == 0:  # the job's record goes out with its first items
-            record = self.job.record
-            if last:
-                record = record | {"total": self.total, "chunks": 1, "sealed": 1}
-            self.record = {k: str(v) for k, v in record.items() if k != "_created"}
+            record = sealed(self.job.record, self.total) if last else self.job.record
+            self.record = as_stored(record)
         self.store.add_chunk(job_id, self.chunks, self._metas, self._inputs, self.job.expire_at,
                              record)
         self.celery.send_task(names.CLASSIFY_CHUNK, args=[job_id, self.chunks],
                               queue=self.spec.queue)
         self.chunks += 1
         self._metas, self._inputs = [], {}
+
+
+def write_single_jobs(store: JobStore, celery: Celery,
+                      entries: Sequence[tuple[JobSpec, dict[str, Any], bytes]]
+                      ) -> list[dict[str, str]]:
+    """Several one-image jobs (spec, item metadata, bytes) at once: one Redis round trip and
+    one CLASSIFY_BATCH task for them all, so the worker classifies them in one forward pass.
+    Returns each job's record as written. No Idempotency-Key here (JobWriter handles those).
+    """
+    records = [sealed(store.create_job(spec, write=False).record, 1) for spec, _, _ in entries]
+    store.add_single_jobs([(record, meta, data) for record, (_, meta, data)
+                           in zip(records, entries, strict=True)])
+    celery.send_task(names.CLASSIFY_BATCH, args=[[[record["id"], 0] for record in records]],
+                     queue=names.INTERACTIVE_QUEUE)
+    return [as_stored(record) for record in records]
+
+
+def sealed(record: dict[str, Any], total: int) -> dict[str, Any]:
+    """A job whose items all go out in its first chunk: complete from the start."""
+    return record | {"total": total, "chunks": 1, "sealed": 1}
+
+
+def as_stored(record: dict[str, Any]) -> dict[str, str]:
+    """The record as a later HGETALL reads it back."""
+    return {k: str(v) for k, v in record.items() if k != "_created"}

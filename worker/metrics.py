@@ -57,7 +57,7 @@ def hist_key(name: str) -> str:
 
 @dataclass
 class ChunkStats:
-    """What one chunk measured; filled in by worker.chunks.classify_items."""
+    """What one chunk measured; filled in by worker.chunks.classify_ready."""
 
     queue: str
     model_version: str = ""
@@ -75,26 +75,36 @@ def _observe(pipe: redis.client.Pipeline, name: str, label: str, value: float) -
 
 
 def record_chunk(client: redis.Redis, stats: ChunkStats, statuses: list[str]) -> None:
-    """Add one chunk's numbers (one round trip). A failure is logged, never raised: metrics
-    must not fail the chunk whose results are already stored."""
-    counts: dict[str, int] = {}
-    for status in statuses:
-        counts[status] = counts.get(status, 0) + 1
+    """Add one chunk's numbers (one round trip)."""
+    record_chunks(client, [(stats, statuses)])
+
+
+def record_chunks(client: redis.Redis, chunks: list[tuple[ChunkStats, list[str]]]) -> None:
+    """Add several chunks' numbers, each (stats, item statuses), in one round trip. A failure
+    is logged, never raised: metrics must not fail the chunks whose results are stored."""
     try:
         with client.pipeline(transaction=False) as pipe:
-            for status, n in counts.items():
-                pipe.hincrby(ITEMS_KEY, f"{stats.queue}|{status}", n)
-            if stats.batch_size:
-                _observe(pipe, "batch_size", stats.queue, stats.batch_size)
-            if stats.preprocess_s is not None:
-                _observe(pipe, "preprocess_seconds", stats.queue, stats.preprocess_s)
-            if stats.inference_s is not None:
-                _observe(pipe, "inference_seconds", stats.queue, stats.inference_s)
-            if stats.model_version:
-                pipe.hset(MODELS_KEY, stats.model_version, f"{time.time():.3f}")
+            for stats, statuses in chunks:
+                _queue_chunk(pipe, stats, statuses)
             pipe.execute()
     except redis.RedisError as exc:
         log.warning("could not record chunk metrics: %s", exc)
+
+
+def _queue_chunk(pipe: redis.client.Pipeline, stats: ChunkStats, statuses: list[str]) -> None:
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    for status, n in counts.items():
+        pipe.hincrby(ITEMS_KEY, f"{stats.queue}|{status}", n)
+    if stats.batch_size:
+        _observe(pipe, "batch_size", stats.queue, stats.batch_size)
+    if stats.preprocess_s is not None:
+        _observe(pipe, "preprocess_seconds", stats.queue, stats.preprocess_s)
+    if stats.inference_s is not None:
+        _observe(pipe, "inference_seconds", stats.queue, stats.inference_s)
+    if stats.model_version:
+        pipe.hset(MODELS_KEY, stats.model_version, f"{time.time():.3f}")
 
 
 # -- the read side (the API, at scrape time) ---------------------------------------------

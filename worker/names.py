@@ -19,6 +19,7 @@ INFERENCE_QUEUES = (INTERACTIVE_QUEUE, BULK_QUEUE, WEBHOOKS_QUEUE)
 TRAINING_QUEUES = (TRAINING_QUEUE,)
 
 CLASSIFY_CHUNK = "tagger.classify_chunk"  # args: job_id, chunk index
+CLASSIFY_BATCH = "tagger.classify_batch"  # args: [[job_id, chunk index], ...]: one forward pass
 SEND_WEBHOOK = "tagger.send_webhook"  # args: job_id
 TRAIN_MODEL = "tagger.train_model"  # args: training job id
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,8 +175,16 @@ class ModelRegistry:
         """The version a job is served with: (job exists, version or None if none is
         registered). The first chunk to ask fixes it in the job record (its pinned `model`,
         else the version active now), so every chunk of a job uses one version."""
-        found, version = self._claim(keys=[job_key(job_id), ACTIVE_KEY])
-        return bool(found), (version.decode() or None) if isinstance(version, bytes) else None
+        return self.claim_for_jobs([job_id])[0]
+
+    def claim_for_jobs(self, job_ids: Sequence[str]) -> list[tuple[bool, str | None]]:
+        """claim_for_job for several jobs in one round trip."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                self._claim(keys=[job_key(job_id), ACTIVE_KEY], client=pipe)
+            replies = pipe.execute()
+        return [(bool(found), (version.decode() or None) if isinstance(version, bytes) else None)
+                for found, version in replies]
 
 
 def activation_decision(policy: str, new: ModelRecord, active: ModelRecord | None

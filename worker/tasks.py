@@ -98,18 +98,23 @@ def seed_registry(registry: ModelRegistry) -> str | None:
     return version
 
 
-def predictor_for_job(task: ModelTask, job_id: str) -> Any:
-    found, version = task.registry.claim_for_job(job_id)
-    if found and version is None:  # no worker could seed the registry yet (first start)
+def predictors_for_jobs(task: ModelTask, job_ids: list[str]) -> list[Any]:
+    """The predictor of each job's model version (fixed by its first chunk), in one round
+    trip; a stand-in that explains the problem where there is none to load."""
+    claims = task.registry.claim_for_jobs(job_ids)
+    if any(found and version is None for found, version in claims):
+        # No worker could seed the registry yet (first start).
         try:
             seed_registry(task.registry)
         except (OSError, RegistryError) as exc:  # end the items with the reason, never hang
             log.exception("cannot seed the model registry")
-            return chunks.UnavailablePredictor(f"no model registered, and seeding failed: {exc}")
-        found, version = task.registry.claim_for_job(job_id)
-    if not found or version is None:  # the job is gone: the chunk logic drops it
-        return chunks.UnavailablePredictor("no model version for this job")
-    return predictor_or_stand_in(task, version)
+            reason = f"no model registered, and seeding failed: {exc}"
+            return [chunks.UnavailablePredictor(reason)] * len(job_ids)
+        claims = task.registry.claim_for_jobs(job_ids)
+    return [predictor_or_stand_in(task, version) if found and version is not None
+            # the job is gone: the chunk logic drops it
+            else chunks.UnavailablePredictor("no model version for this job")
+            for found, version in claims]
 
 
 def predictor_or_stand_in(task: ModelTask, version: str) -> Any:
@@ -122,9 +127,21 @@ def predictor_or_stand_in(task: ModelTask, version: str) -> Any:
 
 @app.task(bind=True, base=ModelTask, name=names.CLASSIFY_CHUNK)
 def classify_chunk(self: ModelTask, job_id: str, chunk: int) -> None:
-    predictor = predictor_for_job(self, job_id)
-    finished = chunks.classify_chunk(self.store, predictor, get_settings(), job_id, chunk)
-    notify_finished(self.app, finished)
+    classify(self, [(job_id, chunk)])
+
+
+@app.task(bind=True, base=ModelTask, name=names.CLASSIFY_BATCH)
+def classify_batch(self: ModelTask, refs: list[tuple[str, int]]) -> None:
+    """Chunks of several jobs (concurrent single images, coalesced by the API): one forward
+    pass per model version instead of one task and one forward pass per image."""
+    classify(self, [(job_id, chunk) for job_id, chunk in refs])
+
+
+def classify(task: ModelTask, refs: list[tuple[str, int]]) -> None:
+    finished = chunks.classify_chunks(task.store, lambda ids: predictors_for_jobs(task, ids),
+                                      get_settings(), refs)
+    for job in finished:
+        notify_finished(task.app, job)
 
 
 @app.task(bind=True, base=StoreTask, name=names.SEND_WEBHOOK, max_retries=WEBHOOK_RETRIES)

@@ -17,12 +17,12 @@ from api.jobviews import (
     wait_until_done,
 )
 from api.schemas import ClassifyPublic, ErrorBody
-from api.submission import check_idempotency_key, submit
+from api.submission import check_idempotency_key, single_image_spec, submit
 from api.uploads import read_image_part
 
 router = APIRouter(prefix="/v1", tags=["classify"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (401, 413, 415, 422)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 415, 422)}
 
 
 @router.post(
@@ -43,15 +43,23 @@ async def classify(
     """Classify one image. Answers 200 with the result when it is ready within `wait` seconds,
     else 202 with the job (poll `GET /v1/jobs/{id}`)."""
     check_idempotency_key(idempotency_key)
-
-    def create() -> tuple[dict[str, str], bool]:  # blocking: file I/O, Redis, Celery publish
+    if idempotency_key is None and services.batcher is not None:
+        # Header-only decode of an in-memory (or page-cached) upload: cheap on the event loop.
         data = read_image_part(file, services.settings)
-        meta = {"item_id": None, "filename": file.filename}
-        return submit(services, tenant, [(meta, data)], kind="classify", source="file",
-                      top_k=top_k, review_threshold=review_threshold,
-                      idempotency=idempotency_key)
+        spec = single_image_spec(tenant, top_k, review_threshold)
+        job = await services.batcher.submit((spec, {"item_id": None, "filename": file.filename},
+                                             data))
+        services.metrics.items.labels("classify").inc()
+        created = True
+    else:  # a repeatable submission: the Idempotency-Key is claimed before anything is written
+        def create() -> tuple[dict[str, str], bool]:  # blocking: file I/O, Redis, Celery
+            data = read_image_part(file, services.settings)
+            meta = {"item_id": None, "filename": file.filename}
+            return submit(services, tenant, [(meta, data)], kind="classify", source="file",
+                          top_k=top_k, review_threshold=review_threshold,
+                          idempotency=idempotency_key)
 
-    job, created = await run_in_threadpool(create)
+        job, created = await run_in_threadpool(create)
     item = None
     if wait > 0 or not created:  # else: just queued, nothing more to read
         if wait > 0 and is_active(job):

@@ -14,7 +14,7 @@ from api.schemas_training import DatasetPublic, DatasetsPage
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 413, 415, 422)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 415, 422)}
 
 
 @router.post("", response_model=DatasetPublic, status_code=201, responses=ERRORS)

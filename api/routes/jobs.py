@@ -20,7 +20,7 @@ from worker import names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 415, 422)}
 
 
 @router.post("", response_model=JobPublic, status_code=202, responses=ERRORS)

@@ -46,7 +46,7 @@ from worker.trainjobs import (
 
 router = APIRouter(prefix="/v1/training-jobs", tags=["training"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422)}
 
 
 @router.post("", response_model=TrainingJobPublic, status_code=202, responses=ERRORS)

@@ -12,6 +12,7 @@ from core.settings import Settings
 from tests.conftest import png_bytes
 from worker import chunks, jobkeys
 from worker.jobstore import JobSpec, JobStore
+from worker.results import ok_result
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +73,9 @@ def test_rerunning_a_chunk_after_a_crash_neither_duplicates_nor_loses(store, pre
     items = [({"filename": f"{i}.png"}, png_bytes(i)) for i in range(6)]
     job_id = submit(store, items, chunk_size=3)
     # A worker died after writing item 0 of chunk 0 but before the rest: its inputs remain.
-    first = chunks.classify_items(predictor, Settings(), store.get_job(job_id),
-                                  [(0, items[0][0])], {0: items[0][1]})
-    store.r.hset(jobkeys.results_key(job_id), 0, json.dumps(first[0]))
+    first = predictor.predict_images([items[0][1]], top_k=2)[0]
+    written = ok_result(0, items[0][0], first, None, predictor.version)
+    store.r.hset(jobkeys.results_key(job_id), 0, json.dumps(written))
     store.r.hincrby(jobkeys.job_key(job_id), "done", 1)
     assert chunks.classify_chunk(store, predictor, Settings(), job_id, 0) is None
     assert chunks.classify_chunk(store, predictor, Settings(), job_id, 0) is None  # redelivery
