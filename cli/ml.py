@@ -111,7 +111,8 @@ ModelOpt = Annotated[
 BackendOpt = Annotated[str, typer.Option(help="auto | torch | onnx")]
 
 
-def load_predictor(model: Path | None, backend: str = "auto", device: str | None = None):
+def load_predictor(model: Path | None, backend: str = "auto", device: str | None = None,
+                   tta: str | None = None):
     from core.checkpoint import CheckpointError
     from core.predictor import Predictor
 
@@ -120,9 +121,22 @@ def load_predictor(model: Path | None, backend: str = "auto", device: str | None
         return Predictor.from_checkpoint(
             model or default_model_path(), device=device or settings.device, backend=backend,
             threads=settings.torch_threads, onnx_cache_dir=settings.data_dir / "cache" / "onnx",
+            tta=tta,
         )
     except (CheckpointError, ValueError, RuntimeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from exc
+
+
+def validation_split(meta, root: Path):
+    """The items a Fashion-MNIST model held out for validation: its own config's fraction
+    and seed over the training split (core.runs carves it the same way)."""
+    from core.data import limit, load_fashion_mnist, train_val_split
+
+    cfg = meta.train_config or {}
+    if meta.dataset.get("name") != "fashion-mnist" or not cfg.get("val_fraction"):
+        raise ValueError("this model was not trained on Fashion-MNIST with a validation split")
+    data = limit(load_fashion_mnist(root, "train"), cfg.get("max_train_items"), cfg["seed"])
+    return train_val_split(data, cfg["val_fraction"], cfg["seed"])[1]
 
 
 def default_model_path() -> Path:
@@ -133,9 +147,12 @@ def default_model_path() -> Path:
 
 def evaluate(
     model: ModelOpt = None,
-    split: Annotated[str, typer.Option(help="test | train")] = "test",
+    split: Annotated[str, typer.Option(
+        help="test | train | val (the validation split the model was trained without)")] = "test",
     out: Annotated[Path | None, typer.Option(help="Folder for metrics.json and plots")] = None,
     backend: BackendOpt = "auto",
+    tta: Annotated[str | None, typer.Option(
+        help="none | hflip: test-time augmentation; default: the model's own")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Accuracy, per-class precision/recall and plots on a Fashion-MNIST split."""
@@ -148,9 +165,12 @@ def evaluate(
     from core.plots import plot_confusion, plot_curves
     from core.training import EpochStats, to_float
 
-    predictor = load_predictor(model, backend)
+    predictor = load_predictor(model, backend, tta=tta)
     try:
-        data = load_fashion_mnist(data_dir_or_default(data_dir), split)
+        if split == "val":
+            data = validation_split(predictor.meta, data_dir_or_default(data_dir))
+        else:
+            data = load_fashion_mnist(data_dir_or_default(data_dir), split)
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     predicted = predictor.logits(to_float(data.images)).argmax(1)
@@ -163,11 +183,13 @@ def evaluate(
         table.add_row(c.label, f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.f1:.4f}",
                       str(c.support))
     Console().print(table)
-    Console().print(f"[bold]accuracy {metrics.accuracy:.4f}[/] ({predictor.backend} backend)")
+    Console().print(f"[bold]accuracy {metrics.accuracy:.4f}[/] ({predictor.backend} backend,"
+                    f" tta {predictor.tta})")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(
-            {"split": split, "model_version": predictor.version, **metrics.model_dump()},
+            {"split": split, "model_version": predictor.version, "tta": predictor.tta,
+             **metrics.model_dump()},
             indent=2))
         plot_confusion(metrics.confusion, predictor.labels, out / "confusion.png",
                        f"{split} split, accuracy {metrics.accuracy:.4f}")

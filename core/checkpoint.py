@@ -14,7 +14,7 @@ import struct
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, Field, ValidationError
@@ -49,6 +49,9 @@ class ModelMeta(BaseModel):
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
     versions: dict[str, str] = Field(default_factory=lambda: library_versions())
     parent: dict[str, Any] | None = None  # the model this one was fine-tuned from
+    # Test-time augmentation the model is served with: "hflip" averages the logits of each
+    # image and its mirror image (clothes are left-right symmetric; training flips them too).
+    tta: Literal["none", "hflip"] = "none"
     weights_sha256: str = ""
     parameters: int = 0
 

@@ -63,7 +63,9 @@ class Predictor:
         threads: int = 0,
         micro_batch: int = 512,
         onnx_cache_dir: Path | None = None,
+        tta: str | None = None,
     ) -> None:
+        """`tta`: "none" | "hflip"; None = what the checkpoint's metadata says."""
         if backend not in BACKENDS:
             raise ValueError(f"Unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         self.threads = set_threads(threads)
@@ -77,6 +79,9 @@ class Predictor:
         self.labels = list(meta.labels)
         self.version = meta.weights_sha256[:12] or "unversioned"
         self.micro_batch = micro_batch
+        self.tta = meta.tta if tta is None else tta
+        if self.tta not in ("none", "hflip"):
+            raise ValueError(f"Unknown tta {self.tta!r}; choose none or hflip")
         self._logits = self._make_runner(model, onnx_cache_dir)
 
     @classmethod
@@ -122,7 +127,13 @@ class Predictor:
         if len(x) == 0:
             return torch.empty(0, len(self.labels))
         step = self.micro_batch
-        return torch.cat([self._logits(x[i:i + step]) for i in range(0, len(x), step)])
+        return torch.cat([self._batch_logits(x[i:i + step]) for i in range(0, len(x), step)])
+
+    def _batch_logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tta == "none":
+            return self._logits(x)
+        both = self._logits(torch.cat([x, x.flip(-1)]))  # one forward pass for the pair
+        return (both[:len(x)] + both[len(x):]) / 2
 
     def predict_tensor(self, x: torch.Tensor, top_k: int = 3) -> list[Prediction]:
         probs = self.logits(x).softmax(1)  # (N, C)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import subprocess
 import sys
 import time
 
 import httpx
+import redis
 
 from api.main import create_app
 from tests.api.conftest import ALICE
@@ -52,6 +55,29 @@ def test_waiting_requests_do_not_block_each_other(settings):
     assert responses[0].headers["Location"].startswith("/v1/jobs/")
     assert 1.0 <= elapsed < 3.5  # four 1 s waits overlapped, not 4 s in a row
     assert probe < 0.5
+
+
+def test_concurrent_requests_are_queued_as_one_batch_task(settings, redis_url):
+    app = create_app(settings)
+
+    async def scenario() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return await asyncio.gather(*(
+                    client.post("/v1/classify", headers=ALICE,
+                                files={"file": (f"{i}.png", png_bytes(i), "image/png")})
+                    for i in range(8)))
+
+    responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [202] * 8
+    ids = {r.json()["id"] for r in responses}
+    r = redis.Redis.from_url(redis_url)
+    messages = [json.loads(m) for m in r.lrange("interactive", 0, -1)]
+    assert {m["headers"]["task"] for m in messages} == {"tagger.classify_batch"}
+    refs = [ref for m in messages for ref in json.loads(base64.b64decode(m["body"]))[0][0]]
+    assert sorted(job_id for job_id, _ in refs) == sorted(ids)  # each job once, chunk 0
+    assert {chunk for _, chunk in refs} == {0} and len(messages) < 8  # coalesced
 
 
 def test_classify_with_wait_zero_answers_at_once(client):

@@ -85,6 +85,17 @@ def test_train_evaluate_export_info(tmp_path, fmnist_dir):
     assert metrics["count"] == 10_000 and 0.3 < metrics["accuracy"] < 1
     assert (tmp_path / "ev" / "confusion.png").exists()
 
+    # The validation split the run held out (1/12 of its 300 items), with and without TTA.
+    for tta in ("none", "hflip"):
+        result = runner.invoke(app, ["evaluate", "--model", str(model), "--split", "val",
+                                     "--tta", tta, "--out", str(tmp_path / tta),
+                                     "--data-dir", str(fmnist_dir), "--backend", "torch"])
+        assert result.exit_code == 0, result.output
+        val = json.loads((tmp_path / tta / "metrics.json").read_text())
+        assert (val["count"], val["tta"]) == (25, tta)
+    result = runner.invoke(app, ["evaluate", "--split", "val", "--data-dir", str(fmnist_dir)])
+    assert result.exit_code == 2 and "validation split" in result.output  # shipped: none
+
     onnx_path = tmp_path / "m.onnx"
     result = runner.invoke(app, ["export", "--model", str(model), "--out", str(onnx_path)])
     assert result.exit_code == 0, result.output

@@ -34,6 +34,18 @@ def test_onnx_backend_matches_torch(torch_predictor, onnx_predictor, fmnist_test
     assert torch.allclose(a, b, atol=1e-4)
 
 
+def test_hflip_tta_averages_each_image_with_its_mirror(tiny_model_path, torch_predictor,
+                                                       fmnist_test):
+    x = to_float(fmnist_test.images[:64])
+    tta = Predictor.from_checkpoint(tiny_model_path, device="cpu", backend="torch", threads=1,
+                                    tta="hflip", micro_batch=16)
+    expected = (torch_predictor.logits(x) + torch_predictor.logits(x.flip(-1))) / 2
+    assert torch.allclose(tta.logits(x), expected, atol=1e-5)
+    assert torch_predictor.tta == "none"  # the checkpoint's own setting
+    with pytest.raises(ValueError, match="tta"):
+        Predictor.from_checkpoint(tiny_model_path, device="cpu", backend="torch", tta="rot90")
+
+
 def test_export_check_reports_tiny_difference(tiny_model_path):
     from core.checkpoint import load_checkpoint
 

@@ -120,3 +120,47 @@ def test_a_predictor_bug_becomes_per_item_errors_not_a_stuck_job(store):
 def test_a_chunk_of_an_expired_job_is_dropped(store, predictor):
     assert chunks.classify_chunk(store, predictor, Settings(), "gone", 0) is None
     assert store.r.keys("tagger:job:gone*") == []
+
+
+class Counting:
+    """The real predictor, counting predict_images calls and their batch sizes."""
+
+    def __init__(self, predictor) -> None:
+        self.inner, self.version, self.calls = predictor, predictor.version, []
+
+    def predict_images(self, images, top_k=3, max_pixels=0):
+        self.calls.append(len(images))
+        return self.inner.predict_images(images, top_k=top_k, max_pixels=max_pixels)
+
+
+def single(store: JobStore, data: bytes, top_k: int = 3) -> str:
+    spec = JobSpec(tenant="t", kind="classify", source="file", queue="interactive",
+                   chunk_size=1, top_k=top_k)
+    new = store.create_job(spec)
+    store.add_chunk(new.job_id, 0, [{"filename": "x.png"}], {0: data}, new.expire_at)
+    store.seal(new.job_id, 1, 1)
+    return new.job_id
+
+
+def test_chunks_of_many_jobs_share_one_forward_pass_per_top_k(store, predictor):
+    images = [png_bytes(i) for i in range(5)]
+    counting = Counting(predictor)
+    jobs = [single(store, images[i], top_k=3 if i < 4 else 5) for i in range(5)]
+    bad = single(store, b"not an image")
+    refs = [(job_id, 0) for job_id in jobs] + [(bad, 0), ("gone", 0)]
+    finished = chunks.classify_chunks(store, lambda ids: [counting] * len(ids), Settings(), refs)
+    assert sorted(job["id"] for job in finished) == sorted(jobs + [bad])  # "gone" dropped
+    assert sorted(counting.calls) == [1, 5]  # top_k 3: 4 images + the bad one; top_k 5: 1
+    offline = predictor.predict_images(images, top_k=3)
+    for job_id, expected in zip(jobs, offline, strict=True):
+        item = stored(store, job_id)[0]
+        assert (item["label_index"], item["model_version"]) == (expected.label_index,
+                                                               predictor.version)
+    assert len(stored(store, jobs[4])[0]["top_k"]) == 5
+    assert stored(store, bad)[0]["status"] == "error"
+    assert all(store.get_job(j)["status"] == "succeeded" for j in jobs)
+    assert store.get_job(bad)["status"] == "failed"  # its only item failed
+    # A redelivered batch task changes nothing and finishes nothing twice.
+    assert chunks.classify_chunks(store, lambda ids: [counting] * len(ids), Settings(),
+                                  refs) == []
+    assert all(store.get_job(j)["done"] == "1" for j in jobs)
