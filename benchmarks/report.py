@@ -27,10 +27,15 @@ def target(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def measured(r: dict) -> str:
+    """Results come from more than one machine over time: each figure says which."""
+    return f"{r['machine']['cpu']}, {r['machine']['cores']} cores, {r['measured_at'][:10]}"
+
+
 def training_section() -> list[str]:
     lines = ["## Training recipes (issue 1/4)", "",
-             "| recipe | command | epochs | wall time | test accuracy | target |",
-             "|---|---|---|---|---|---|"]
+             "| recipe | command | epochs | wall time | test accuracy | target | measured on |",
+             "|---|---|---|---|---|---|---|"]
     goals = {"baseline": (lambda r: r["test_accuracy"] > 0.85, "> 85% in 5 epochs"),
              "default-fast": (lambda r: r["test_accuracy"] >= 0.935 and r["wall_s"] <= 600,
                               ">= 93.5% within 10 min"),
@@ -41,7 +46,8 @@ def training_section() -> list[str]:
             continue
         check, goal = goals[name]
         lines.append(f"| {name} | `{r['command']}` | {r['epochs']} | {r['wall_s'] / 60:.1f} min"
-                     f" | {pct(r['test_accuracy'])} | {goal}: {target(check(r))} |")
+                     f" | {pct(r['test_accuracy'])} | {goal}: {target(check(r))}"
+                     f" | {measured(r)} |")
     return lines + [""]
 
 
@@ -50,7 +56,8 @@ def accuracy_section() -> list[str]:
     if r is None:
         return []
     return ["## Shipped model accuracy (issue 1/4)", "",
-            f"Harness `python -m benchmarks accuracy`, which runs `{r['predict_command']}`.", "",
+            f"Harness `python -m benchmarks accuracy`, which runs `{r['predict_command']}`"
+            f" ({measured(r)}).", "",
             "Model: the shipped `core/models/default.safetensors`, made by `fashion-tagger train"
             " --recipe default --val-fraction 0` (see README; `fashion-tagger info` shows its"
             " recipe).", "",
@@ -66,7 +73,8 @@ def inference_section() -> list[str]:
         return []
     p = r["predictor"]
     lines = ["## In-process inference and preprocessing (issue 1/4)", "",
-             f"Command: `{r['command']}` (shipped model, {p['threads']} threads, CPU).", "",
+             f"Command: `{r['command']}` (shipped model, {p['threads']} threads, CPU;"
+             f" {measured(r)}).", "",
              "| backend / micro-batch | images/s |", "|---|---|"]
     lines += [f"| {k} | {v:,} |" for k, v in p["img_per_s"].items()]
     pre = r["preprocessing"]
@@ -96,7 +104,7 @@ def service_section() -> list[str]:
     keys = ["raw_img_per_s", "e2e_bulk_img_per_s", "naive_img_per_s", "single_p50_ms",
             "single_p99_ms_32c", "e2e_labels_match_offline"]
     lines = ["## Service (issue 2/4)", "", f"Command: `{r['command']}` (writes"
-             " `benchmarks/results/latest.json`).", "",
+             f" `benchmarks/results/latest.json`; {measured(r)}).", "",
              "- `raw_img_per_s`: the in-process Predictor on the 10,000 test images as PNG bytes"
              " (decode + preprocess + forward, the work a worker does per image), best backend"
              " and micro-batch.",
@@ -119,6 +127,60 @@ def service_section() -> list[str]:
     return lines + [""]
 
 
+def worker_tuning_section() -> list[str]:
+    r = load("worker-tuning")
+    if r is None:
+        return []
+    lines = ["## CPU worker configuration (issue 2/4)", "",
+             f"Command: `{r['command']}` ({measured(r)}). Each row is a fresh `fashion-tagger"
+             " up` with those TAGGER_* settings: the 10,000-PNG zip end to end, then 32"
+             " concurrent single-image clients. The first row is the shipped default.", "",
+             "| pool | processes | torch threads each | chunk size | bulk images/s"
+             " | p50 ms (32 clients) | p99 ms (32 clients) |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {c['pool']} | {c['processes']} | {c['threads']} | {c['chunk_size']}"
+              f" | {c['bulk_img_per_s']} | {c['p50_ms_32c']} | {c['p99_ms_32c']} |"
+              for c in r["configs"]]
+    return lines + [""]
+
+
+def training_api_section() -> list[str]:
+    lines = []
+    r = load("training-api-default")
+    if r is not None:
+        lines += ["## Training through the API (issue 3/4)", "",
+                  f"Command: `{r['command']}` ({measured(r)}): `POST /v1/training-jobs"
+                  f" {json.dumps({'recipe': r['recipe'], 'seed': r['seed']})}` on"
+                  " `fashion-tagger up`, followed to the end, the registered version downloaded"
+                  " and evaluated on the test split like the CLI benchmark.", "",
+                  "| run | wall time | epochs | validation accuracy | test accuracy |",
+                  "|---|---|---|---|---|",
+                  f"| API training job | {r['wall_s'] / 60:.1f} min | {r['epochs']}"
+                  f" | {pct(r['val_accuracy'])} | {pct(r['test_accuracy'])} |"]
+        cli = r["cli"]
+        if cli is not None:
+            lines += [f"| CLI `{cli['command']}` ({cli['machine']['cpu']}) |"
+                      f" {cli['wall_s'] / 60:.1f} min | | | {pct(cli['test_accuracy'])} |", "",
+                      f"API minus CLI: {r['api_minus_cli_points']} points (target: within 0.3:"
+                      f" {target(abs(r['api_minus_cli_points']) <= 0.3)})."]
+        else:
+            lines += ["", "No CLI run of the same recipe and seed is recorded"
+                      " (`python -m benchmarks training default`)."]
+        lines += [""]
+    s = load("switch")
+    if s is not None:
+        lines += ["## Model switch after activation (issue 3/4)", "",
+                  f"Command: `{s['command']}` ({measured(s)}): {s['rounds']} activations,"
+                  " alternating between two versions; after each `POST"
+                  " /v1/models/{v}/activate` answers, `POST /v1/classify?wait=10` until a"
+                  " result reports that version.", "",
+                  f"- the first job after the activation used the new version in"
+                  f" {s['first_job_after_activate_used_it']} of {s['rounds']} rounds",
+                  f"- time to the first result from the new version: median"
+                  f" {s['switch_p50_ms']} ms, max {s['switch_max_ms']} ms (target: within"
+                  f" 2 s: {target(s['switch_max_ms'] <= 2000)})", ""]
+    return lines
+
+
 def write_report(path: Path = REPO / "BENCHMARKS.md") -> Path:
     results = [load(p.stem) for p in sorted(RESULTS_DIR.glob("*.json"))]
     machines = {json.dumps(r["machine"], sort_keys=True) for r in results if r}
@@ -127,6 +189,7 @@ def write_report(path: Path = REPO / "BENCHMARKS.md") -> Path:
         for m in map(json.loads, sorted(machines))
     ) or "no results yet"
     body = [HEADER.format(machine=machine), *training_section(), *accuracy_section(),
-            *inference_section(), *service_section()]
+            *inference_section(), *service_section(), *worker_tuning_section(),
+            *training_api_section()]
     path.write_text("\n".join(body).rstrip() + "\n")
     return path
