@@ -12,6 +12,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from api.auth import KeyRing, Tenant
 from api.batcher import SubmissionBatcher
+from api.completions import CompletionListener
 from api.errors import ApiError
 from api.metrics import Metrics
 from core.settings import Settings
@@ -32,6 +33,7 @@ class Services:
     metrics: Metrics
     aredis: aioredis.Redis | None = None
     batcher: SubmissionBatcher | None = None  # single-image submissions, made by the lifespan
+    completions: CompletionListener | None = None  # waits for jobs to end, made by the lifespan
 
 
 def get_services(request: Request) -> Services:

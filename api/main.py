@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from api.auth import KeyRing
 from api.batcher import SubmissionBatcher
+from api.completions import CompletionListener
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.jobviews import MAX_WAIT_S
@@ -46,9 +47,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services.batcher = SubmissionBatcher(
         lambda entries: write_single_jobs(services.store, services.celery, entries))
     services.batcher.start()
+    services.completions = CompletionListener(
+        aioredis.Redis.from_url(redis_url(services.settings)), services.aredis)
+    await services.completions.start()
     try:
         yield
     finally:
+        await services.completions.stop()
         await services.batcher.stop()
         await services.aredis.aclose()
         services.store.r.close()

@@ -50,6 +50,11 @@ def done_key(job_id: str) -> str:
     return f"{job_key(job_id)}:done"
 
 
+# Scripts that end a job publish its id here too: an API process waits for many jobs on one
+# subscription (api.completions) instead of one blocking BLMOVE per waiting request.
+DONE_CHANNEL = f"{PREFIX}:jobs:done"
+
+
 def tenant_jobs_key(tenant: str) -> str:
     return f"{PREFIX}:tenant:{tenant}:jobs"
 

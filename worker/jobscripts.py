@@ -8,6 +8,7 @@ expires with its job, at the job's `expire_at`.
 
 from __future__ import annotations
 
+from worker.jobkeys import DONE_CHANNEL
 from worker.metrics import JOBS_ACTIVE_KEY, JOBS_KEY
 
 # Job counts for /metrics (worker.metrics), changed in the same script as the state they count,
@@ -22,11 +23,20 @@ local function count_transition(from, to)
 end
 """
 
+# Announce an ended job: a token on its `done` list (event streams block on it with a
+# non-consuming BLMOVE) and its record key on DONE_CHANNEL (api.completions).
+_ANNOUNCE = f"""
+local function announce(job, done_list, status, expire_at)
+  redis.call('RPUSH', done_list, status)
+  redis.call('EXPIREAT', done_list, expire_at)
+  redis.call('PUBLISH', '{DONE_CHANNEL}', job)
+end
+"""
+
 # Finish the job if it is sealed (all items written) and every item is accounted for; only a
-# job still queued or running can finish, so this fires exactly once per job. The finished
-# job gets a token on its `done` list, which API waiters block on (BLMOVE, non-consuming).
+# job still queued or running can finish, so this fires exactly once per job.
 # Returns 1 when this call finished the job.
-_FINISH = _COUNT + """
+_FINISH = _COUNT + _ANNOUNCE + """
 local function maybe_finish(job, done_list, now)
   local h = redis.call('HMGET', job, 'total', 'done', 'failed', 'skipped', 'sealed', 'status',
                        'expire_at')
@@ -38,8 +48,7 @@ local function maybe_finish(job, done_list, now)
   redis.call('HSET', job, 'status', status, 'finished_at', now)
   if h[6] == 'queued' then redis.call('HSET', job, 'started_at', now) end
   count_transition(h[6], status)
-  redis.call('RPUSH', done_list, status)
-  redis.call('EXPIREAT', done_list, h[7])
+  announce(job, done_list, status, h[7])
   return 1
 end
 """
@@ -92,14 +101,13 @@ return maybe_finish(KEYS[1], KEYS[2], ARGV[3])
 
 # KEYS: job, done list. ARGV: now.
 # Returns -1 (no such job), 0 (already finished: nothing to cancel) or 1 (cancelled now).
-CANCEL = _COUNT + """
+CANCEL = _COUNT + _ANNOUNCE + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if status ~= 'queued' and status ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancel_requested', '1', 'finished_at', ARGV[1])
 count_transition(status, 'cancelled')
-redis.call('RPUSH', KEYS[2], 'cancelled')
-redis.call('EXPIREAT', KEYS[2], redis.call('HGET', KEYS[1], 'expire_at'))
+announce(KEYS[1], KEYS[2], 'cancelled', redis.call('HGET', KEYS[1], 'expire_at'))
 return 1
 """
 

@@ -63,7 +63,10 @@ async def classify(
     item = None
     if wait > 0 or not created:  # else: just queued, nothing more to read
         if wait > 0 and is_active(job):
-            await wait_until_done(aredis, job["id"], wait)
+            if services.completions is not None:
+                await services.completions.wait(job["id"], wait)
+            else:
+                await wait_until_done(aredis, job["id"], wait)
         job, raw, meta = await read_job_async(aredis, job["id"])
         item = None if is_active(job) or meta is None else result_item(0, meta, raw, job)
     response.status_code = 200 if item is not None else 202

@@ -1,0 +1,112 @@
+"""Waiting for jobs to end: one Redis subscription per API process.
+
+The store's scripts publish the record key of every job they end on DONE_CHANNEL. A request
+that waits (`POST /v1/classify?wait=N`) parks a future here instead of holding a pooled Redis
+connection in a blocking BLMOVE: under load, dozens of waiters cost one connection and no
+commands. While the subscription is down (start-up, a Redis restart), waits fall back to
+the job's `done` list, so no end is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, defaultdict
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from worker.jobkeys import DONE_CHANNEL, done_key, job_key
+
+log = logging.getLogger(__name__)
+
+RECENT_S = 30.0  # ended jobs remembered, for waiters that register just after the message
+RETRY_S = 1.0
+KEY_PREFIX = job_key("")
+
+
+class CompletionListener:
+    """`subscriber`: a client of its own, without a read timeout (a quiet channel is not an
+    error); `aredis`: the shared client, for the fallback."""
+
+    def __init__(self, subscriber: aioredis.Redis, aredis: aioredis.Redis) -> None:
+        self.subscriber = subscriber
+        self.aredis = aredis
+        # A waiter's future gets True when its job ended, False when the subscription broke.
+        self._waiters: defaultdict[str, list[asyncio.Future[bool]]] = defaultdict(list)
+        self._recent: OrderedDict[str, float] = OrderedDict()
+        self._subscribed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="completions")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.subscriber.aclose()
+
+    async def wait(self, job_id: str, timeout_s: float) -> bool:
+        """Until the job ends (True) or `timeout_s` passes (False)."""
+        if job_id in self._recent:
+            return True
+        deadline = time.monotonic() + timeout_s
+        if self._subscribed.is_set():
+            future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._waiters[job_id].append(future)
+            try:
+                if await asyncio.wait_for(future, timeout_s):
+                    return True
+            except TimeoutError:
+                return False
+            finally:
+                self._forget(job_id, future)
+        # Not subscribed (yet, or any more): block on the job's done list for the rest.
+        left = deadline - time.monotonic()
+        key = done_key(job_id)
+        return left > 0 and await self.aredis.blmove(key, key, left, "RIGHT", "LEFT") is not None
+
+    def _forget(self, job_id: str, future: asyncio.Future[bool]) -> None:
+        waiting = self._waiters.get(job_id)
+        if waiting is not None:
+            if future in waiting:
+                waiting.remove(future)
+            if not waiting:
+                del self._waiters[job_id]
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with self.subscriber.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(DONE_CHANNEL)
+                    self._subscribed.set()
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._ended(message["data"].decode()[len(KEY_PREFIX):])
+            except (RedisError, OSError) as exc:
+                log.warning("job completion subscription lost (%s); retrying", exc)
+            self._subscribed.clear()
+            self._release_all()  # their jobs may end unseen now: they fall back to BLMOVE
+            await asyncio.sleep(RETRY_S)
+
+    def _ended(self, job_id: str) -> None:
+        now = time.monotonic()
+        self._recent[job_id] = now
+        while self._recent and next(iter(self._recent.values())) < now - RECENT_S:
+            self._recent.popitem(last=False)
+        for future in self._waiters.pop(job_id, ()):
+            if not future.done():
+                future.set_result(True)
+
+    def _release_all(self) -> None:
+        waiters, self._waiters = self._waiters, defaultdict(list)
+        for futures in waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_result(False)
