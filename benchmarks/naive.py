@@ -2,8 +2,9 @@
 `POST /predict` per image that queues one Celery task carrying the image (base64), the model
 run at batch size 1, and `GET /result/{task_id}` reading Celery's result backend.
 
-It is given the same model, the same preprocessing and a model loaded once per process (many
-tutorials reload it per task; that would make the baseline even slower).
+It is given the same model (with its test-time augmentation), the same preprocessing and a
+model loaded once per process (many tutorials reload it per task; that would make the baseline
+even slower).
 
     celery -A benchmarks.naive worker --concurrency 2     # NAIVE_REDIS_URL=redis://...
     uvicorn benchmarks.naive:web
@@ -43,12 +44,13 @@ def model():
 def classify(image_b64: str) -> dict:
     import torch
 
+    from core.predictor import tta_logits
     from core.preprocessing import preprocess, to_tensor
 
     net, meta = model()
     x = to_tensor(preprocess(base64.b64decode(image_b64))).unsqueeze(0)  # (1, 1, 28, 28)
-    with torch.inference_mode():
-        probs = net(x).softmax(1)[0]
+    with torch.inference_mode():  # the model's own test-time augmentation, as it is served
+        probs = tta_logits(net, x, meta.tta, meta.tta_below).softmax(1)[0]
     index = int(probs.argmax())
     return {"label": meta.labels[index], "label_index": index, "confidence": float(probs[index])}
 

@@ -112,7 +112,7 @@ BackendOpt = Annotated[str, typer.Option(help="auto | torch | onnx")]
 
 
 def load_predictor(model: Path | None, backend: str = "auto", device: str | None = None,
-                   tta: str | None = None):
+                   tta: str | None = None, tta_below: float | None = None):
     from core.checkpoint import CheckpointError
     from core.predictor import Predictor
 
@@ -121,7 +121,7 @@ def load_predictor(model: Path | None, backend: str = "auto", device: str | None
         return Predictor.from_checkpoint(
             model or default_model_path(), device=device or settings.device, backend=backend,
             threads=settings.torch_threads, onnx_cache_dir=settings.data_dir / "cache" / "onnx",
-            tta=tta,
+            tta=tta, tta_below=tta_below,
         )
     except (CheckpointError, ValueError, RuntimeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from exc
@@ -153,6 +153,8 @@ def evaluate(
     backend: BackendOpt = "auto",
     tta: Annotated[str | None, typer.Option(
         help="none | hflip: test-time augmentation; default: the model's own")] = None,
+    tta_below: Annotated[float | None, typer.Option(
+        min=0, max=1, help="hflip only below this top probability; default: the model's")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Accuracy, per-class precision/recall and plots on a Fashion-MNIST split."""
@@ -165,7 +167,7 @@ def evaluate(
     from core.plots import plot_confusion, plot_curves
     from core.training import EpochStats, to_float
 
-    predictor = load_predictor(model, backend, tta=tta)
+    predictor = load_predictor(model, backend, tta=tta, tta_below=tta_below)
     try:
         if split == "val":
             data = validation_split(predictor.meta, data_dir_or_default(data_dir))
@@ -189,6 +191,7 @@ def evaluate(
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(
             {"split": split, "model_version": predictor.version, "tta": predictor.tta,
+             "tta_below": predictor.tta_below,
              **metrics.model_dump()},
             indent=2))
         plot_confusion(metrics.confusion, predictor.labels, out / "confusion.png",

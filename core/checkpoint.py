@@ -52,6 +52,8 @@ class ModelMeta(BaseModel):
     # Test-time augmentation the model is served with: "hflip" averages the logits of each
     # image and its mirror image (clothes are left-right symmetric; training flips them too).
     tta: Literal["none", "hflip"] = "none"
+    tta_below: float = Field(default=1.0, gt=0, le=1, description="flip only the images whose"
+                             " top probability is below this (core.predictor.tta_logits)")
     weights_sha256: str = ""
     parameters: int = 0
 
