@@ -39,9 +39,17 @@ def test_hflip_tta_averages_each_image_with_its_mirror(tiny_model_path, torch_pr
     x = to_float(fmnist_test.images[:64])
     tta = Predictor.from_checkpoint(tiny_model_path, device="cpu", backend="torch", threads=1,
                                     tta="hflip", micro_batch=16)
-    expected = (torch_predictor.logits(x) + torch_predictor.logits(x.flip(-1))) / 2
-    assert torch.allclose(tta.logits(x), expected, atol=1e-5)
+    plain, mirrored = torch_predictor.logits(x), torch_predictor.logits(x.flip(-1))
+    assert torch.allclose(tta.logits(x), (plain + mirrored) / 2, atol=1e-5)
     assert torch_predictor.tta == "none"  # the checkpoint's own setting
+    # Only the images whose top probability is below tta_below get the second opinion.
+    below = float(plain.softmax(1).amax(1).median())
+    unsure = plain.softmax(1).amax(1) < below
+    partial = Predictor.from_checkpoint(tiny_model_path, device="cpu", backend="torch",
+                                        threads=1, tta="hflip", tta_below=below).logits(x)
+    assert torch.allclose(partial[unsure], ((plain + mirrored) / 2)[unsure], atol=1e-5)
+    assert torch.allclose(partial[~unsure], plain[~unsure], atol=1e-5)
+    assert 0 < int(unsure.sum()) < len(x)
     with pytest.raises(ValueError, match="tta"):
         Predictor.from_checkpoint(tiny_model_path, device="cpu", backend="torch", tta="rot90")
 
