@@ -51,6 +51,9 @@ def get_results(
                        next_cursor=stop if stop < total else None)
 
 
+STREAM_ROWS = 500  # rows per streamed piece of a CSV or JSONL export
+
+
 def _items(store: JobStore, job: dict[str, str]) -> Iterator[dict]:
     for i, meta, raw in store.iter_results(job["id"], int(job["total"])):
         if (item := result_item(i, meta, raw, job)) is not None:
@@ -58,8 +61,13 @@ def _items(store: JobStore, job: dict[str, str]) -> Iterator[dict]:
 
 
 def _jsonl(store: JobStore, job: dict[str, str]) -> Iterator[str]:
+    lines: list[str] = []
     for item in _items(store, job):
-        yield json.dumps(item) + "\n"
+        lines.append(json.dumps(item) + "\n")
+        if len(lines) == STREAM_ROWS:  # a sync iterator costs a thread hop per piece
+            yield "".join(lines)
+            lines = []
+    yield "".join(lines)
 
 
 def _csv(store: JobStore, job: dict[str, str]) -> Iterator[str]:
@@ -68,7 +76,7 @@ def _csv(store: JobStore, job: dict[str, str]) -> Iterator[str]:
     writer.writeheader()
     for n, item in enumerate(_items(store, job), 1):
         writer.writerow(item | {"top_k": json.dumps(item["top_k"])})  # top_k: a JSON cell
-        if n % 500 == 0:  # stream in pieces, not row by row
+        if n % STREAM_ROWS == 0:  # stream in pieces, not row by row
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
