@@ -17,7 +17,8 @@ from collections import OrderedDict, defaultdict
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from worker.jobkeys import DONE_CHANNEL, done_key, job_key
+from api.jobviews import wait_until_done
+from worker.jobkeys import DONE_CHANNEL, job_key
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,7 @@ class CompletionListener:
                 self._forget(job_id, future)
         # Not subscribed (yet, or any more): block on the job's done list for the rest.
         left = deadline - time.monotonic()
-        key = done_key(job_id)
-        return left > 0 and await self.aredis.blmove(key, key, left, "RIGHT", "LEFT") is not None
+        return left > 0 and await wait_until_done(self.aredis, job_id, left)
 
     def _forget(self, job_id: str, future: asyncio.Future[bool]) -> None:
         waiting = self._waiters.get(job_id)

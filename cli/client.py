@@ -243,26 +243,26 @@ class TaggerClient:
              timeout_s: float | None = None, poll_s: float = 1.0) -> Job:
         """Follow the job to its end (its event stream; polling if the stream breaks off)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        try:
-            for _, job in self.events(job_id):
-                if on_update:
-                    on_update(job)
-                if job["status"] in TERMINAL:
-                    return job
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"job {job_id} still {job['status']}")
-        except TaggerError as exc:
-            if exc.status != 0:
-                raise  # an answer (404...), not a broken stream: polling would not help
-        while True:
-            job = self.job(job_id)
+
+        def ended(job: Job) -> bool:
             if on_update:
                 on_update(job)
             if job["status"] in TERMINAL:
-                return job
+                return True
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job['status']}")
+            return False
+
+        try:
+            for _, job in self.events(job_id):
+                if ended(job):
+                    return job
+        except TaggerError as exc:
+            if exc.status != 0:
+                raise  # an answer (404...), not a broken stream: polling would not help
+        while not ended(job := self.job(job_id)):
             time.sleep(poll_s)
+        return job
 
     # -- training, datasets, models --------------------------------------------------------
 

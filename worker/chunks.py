@@ -62,9 +62,9 @@ class OpenChunk:
     job: dict[str, str]
     predictor: PredictorLike
     todo: list[tuple[int, dict]]  # (index, metadata) of the items without a result yet
+    stats: ChunkStats
     ready: list[tuple[int, dict, bytes]] = field(default_factory=list)  # to classify
     results: dict[int, dict] = field(default_factory=dict)  # by index
-    stats: ChunkStats = field(default_factory=lambda: ChunkStats(queue=""))
 
 
 def classify_chunk(store: JobStore, predictor: PredictorLike, settings: Settings,
@@ -130,7 +130,7 @@ def _open(settings: Settings, job_id: str, chunk: int, predictor: PredictorLike,
     start = chunk * int(job["chunk_size"])
     todo = [(start + i, meta) for i, (meta, done) in enumerate(zip(metas, written, strict=True))
             if done is None]
-    opened = OpenChunk(job_id, chunk, job, predictor, todo, stats=ChunkStats(job["queue"]))
+    opened = OpenChunk(job_id, chunk, job, predictor, todo, ChunkStats(job["queue"]))
     if job["status"] == "cancelled":
         opened.results = {i: skipped_result(i, meta) for i, meta in todo}
     elif attempt > MAX_ATTEMPTS:

@@ -240,15 +240,11 @@ class JobStore:
         return [(decode_hash(reply[1]), int(reply[0])) if reply else ({}, 0)
                 for reply in replies]
 
-    def chunk_inputs(self, job_id: str, chunk: int, chunk_size: int
-                     ) -> tuple[list[dict], list[bytes | None], dict[int, bytes]]:
-        """The chunk's item metadata, the results already written (a re-run chunk skips
-        those) and its image bytes by item index."""
-        return self.chunks_inputs([(job_id, chunk, chunk_size)])[0]
-
     def chunks_inputs(self, chunks: Sequence[tuple[str, int, int]]
                       ) -> list[tuple[list[dict], list[bytes | None], dict[int, bytes]]]:
-        """chunk_inputs for several (job_id, chunk, chunk_size) in one round trip."""
+        """For each (job_id, chunk, chunk_size), in one round trip: the chunk's item metadata,
+        the results already written (a re-run chunk skips those) and its image bytes by item
+        index."""
         with self.r.pipeline(transaction=False) as pipe:
             for job_id, chunk, chunk_size in chunks:
                 start = chunk * chunk_size
