@@ -36,33 +36,41 @@ class Services:
     completions: CompletionListener | None = None  # waits for jobs to end, made by the lifespan
 
 
-def get_services(request: Request) -> Services:
+# The dependencies are coroutines, though none of them awaits anything: FastAPI runs a plain
+# `def` dependency in its threadpool, a thread hop per dependency per request.
+
+
+def services_of(request: Request) -> Services:
     return request.app.state.services
 
 
-def get_settings(request: Request) -> Settings:
-    return get_services(request).settings
+async def get_services(request: Request) -> Services:
+    return services_of(request)
 
 
-def get_store(request: Request) -> JobStore:
-    return get_services(request).store
+async def get_settings(request: Request) -> Settings:
+    return services_of(request).settings
 
 
-def get_registry(request: Request) -> ModelRegistry:
-    return ModelRegistry(get_store(request).r)  # cheap: scripts are loaded on first use
+async def get_store(request: Request) -> JobStore:
+    return services_of(request).store
 
 
-def get_training_store(request: Request) -> TrainingStore:
-    services = get_services(request)
+async def get_registry(request: Request) -> ModelRegistry:
+    return ModelRegistry(services_of(request).store.r)  # cheap: scripts are loaded on first use
+
+
+async def get_training_store(request: Request) -> TrainingStore:
+    services = services_of(request)
     return TrainingStore(services.store.r, services.settings.result_ttl_s)
 
 
-def get_dataset_store(request: Request) -> DatasetStore:
-    return DatasetStore(get_store(request).r)
+async def get_dataset_store(request: Request) -> DatasetStore:
+    return DatasetStore(services_of(request).store.r)
 
 
-def get_async_redis(request: Request) -> aioredis.Redis:
-    client = get_services(request).aredis
+async def get_async_redis(request: Request) -> aioredis.Redis:
+    client = services_of(request).aredis
     assert client is not None, "the app's lifespan has not run"
     return client
 
@@ -77,7 +85,7 @@ async def current_tenant(
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Tenant:
     key = bearer.credentials if bearer else api_key
-    tenant = get_services(request).keys.tenant_for(key)
+    tenant = services_of(request).keys.tenant_for(key)
     if tenant is None:
         message = "invalid API key" if key else "missing API key (Authorization: Bearer <key>)"
         raise ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})

@@ -5,6 +5,7 @@ Torch-free by design: the API enqueues by task name and reads the job store, not
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,6 +51,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services.completions = CompletionListener(
         aioredis.Redis.from_url(redis_url(services.settings)), services.aredis)
     await services.completions.start()
+    # Start-up's objects (FastAPI, pydantic, routes) move out of the collector's reach: a full
+    # collection then scans what requests made, not everything, and stops the event loop for a
+    # few milliseconds instead of ~60 (every ~1.5 s at 32 concurrent clients, measured).
+    gc.freeze()
     try:
         yield
     finally:
