@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from worker import jobscripts
+from worker.connection import run_scripts
 from worker.jobkeys import (
     HEARTBEAT_TTL_S,
     WORKERS_KEY,
@@ -231,12 +232,10 @@ class JobStore:
     def start_chunks(self, chunks: Sequence[tuple[str, int | None, str]]
                      ) -> list[tuple[dict[str, str], int]]:
         """start_chunk for several (job_id, chunk, model_version) in one round trip."""
-        with self.r.pipeline(transaction=False) as pipe:
-            for job_id, chunk, model_version in chunks:
-                field = f"attempts:{chunk}" if chunk is not None else ""
-                self._start(keys=[job_key(job_id)], args=[now_iso(), model_version, field],
-                            client=pipe)
-            replies = pipe.execute()
+        replies = run_scripts(self.r, [
+            (self._start, [job_key(job_id)],
+             [now_iso(), model_version, f"attempts:{chunk}" if chunk is not None else ""])
+            for job_id, chunk, model_version in chunks])
         return [(decode_hash(reply[1]), int(reply[0])) if reply else ({}, 0)
                 for reply in replies]
 
@@ -269,15 +268,15 @@ class JobStore:
     def record_many(self, chunks: Sequence[tuple[str, int | None, Sequence[dict[str, Any]]]]
                     ) -> list[int]:
         """record_results for several chunks in one round trip (one atomic script each)."""
-        with self.r.pipeline(transaction=False) as pipe:
-            for job_id, chunk, results in chunks:
-                args: list[Any] = [now_iso()]
-                for item in results:
-                    args += [item["index"], COUNTERS[item["status"]], json.dumps(item)]
-                keys = [job_key(job_id), results_key(job_id),
-                        input_key(job_id, chunk) if chunk is not None else "", done_key(job_id)]
-                self._record(keys=keys, args=args, client=pipe)
-            return [int(reply) for reply in pipe.execute()]
+        calls = []
+        for job_id, chunk, results in chunks:
+            args: list[Any] = [now_iso()]
+            for item in results:
+                args += [item["index"], COUNTERS[item["status"]], json.dumps(item)]
+            keys = [job_key(job_id), results_key(job_id),
+                    input_key(job_id, chunk) if chunk is not None else "", done_key(job_id)]
+            calls.append((self._record, keys, args))
+        return [int(reply) for reply in run_scripts(self.r, calls)]
 
     def set_field(self, job_id: str, field: str, value: str) -> None:
         self._set_field(keys=[job_key(job_id)], args=[field, value])

@@ -30,6 +30,7 @@ from typing import Any
 import redis
 
 from worker import registryscripts
+from worker.connection import run_scripts
 from worker.jobkeys import PREFIX, job_key, now_iso
 
 SEQ_KEY = f"{PREFIX}:models:seq"
@@ -179,10 +180,8 @@ class ModelRegistry:
 
     def claim_for_jobs(self, job_ids: Sequence[str]) -> list[tuple[bool, str | None]]:
         """claim_for_job for several jobs in one round trip."""
-        with self.r.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                self._claim(keys=[job_key(job_id), ACTIVE_KEY], client=pipe)
-            replies = pipe.execute()
+        replies = run_scripts(self.r, [(self._claim, [job_key(job_id), ACTIVE_KEY], [])
+                                       for job_id in job_ids])
         return [(bool(found), (version.decode() or None) if isinstance(version, bytes) else None)
                 for found, version in replies]
 
