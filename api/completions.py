@@ -1,18 +1,21 @@
 """Waiting for jobs to end: one Redis subscription per API process.
 
-The store's scripts publish the record key of every job they end on DONE_CHANNEL. A request
-that waits (`POST /v1/classify?wait=N`) parks a future here instead of holding a pooled Redis
-connection in a blocking BLMOVE: under load, dozens of waiters cost one connection and no
-commands. While the subscription is down (start-up, a Redis restart), waits fall back to
-the job's `done` list, so no end is missed.
+The store's scripts announce every job they end on DONE_CHANNEL: its record key, its final
+record and, for a one-item job, that item's result (worker.jobscripts). A request that waits
+(`POST /v1/classify?wait=N`) parks a future here instead of holding a pooled Redis connection
+in a blocking BLMOVE, and answers from the announcement: under load, dozens of waiters cost
+one connection and no commands. While the subscription is down (start-up, a Redis restart),
+waits fall back to the job's `done` list, so no end is missed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -22,9 +25,31 @@ from worker.jobkeys import DONE_CHANNEL, job_key
 
 log = logging.getLogger(__name__)
 
-RECENT_S = 30.0  # ended jobs remembered, for waiters that register just after the message
+RECENT_S = 10.0  # ended jobs remembered, for waiters that register just after the message
 RETRY_S = 1.0
 KEY_PREFIX = job_key("")
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """A job has ended. `record` and `result` (item 0's stored JSON, one-item jobs) are what
+    its announcement carried; both None when the end was seen on the done list instead."""
+
+    record: dict[str, str] | None = None
+    result: bytes | None = None
+
+
+ENDED_UNSEEN = JobEnd()
+
+
+def parse_announcement(data: bytes) -> tuple[str, JobEnd]:
+    """DONE_CHANNEL message -> (job id, what it says)."""
+    message = json.loads(data)
+    flat = message["record"]
+    record = dict(zip(flat[::2], flat[1::2], strict=True))
+    result = message.get("result")
+    return (message["key"][len(KEY_PREFIX):],
+            JobEnd(record, result.encode() if isinstance(result, str) else None))
 
 
 class CompletionListener:
@@ -34,9 +59,9 @@ class CompletionListener:
     def __init__(self, subscriber: aioredis.Redis, aredis: aioredis.Redis) -> None:
         self.subscriber = subscriber
         self.aredis = aredis
-        # A waiter's future gets True when its job ended, False when the subscription broke.
-        self._waiters: defaultdict[str, list[asyncio.Future[bool]]] = defaultdict(list)
-        self._recent: OrderedDict[str, float] = OrderedDict()
+        # A waiter's future gets its job's end, or None when the subscription broke.
+        self._waiters: defaultdict[str, list[asyncio.Future[JobEnd | None]]] = defaultdict(list)
+        self._recent: OrderedDict[str, tuple[float, JobEnd]] = OrderedDict()
         self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -53,26 +78,28 @@ class CompletionListener:
             await asyncio.gather(self._task, return_exceptions=True)
         await self.subscriber.aclose()
 
-    async def wait(self, job_id: str, timeout_s: float) -> bool:
-        """Until the job ends (True) or `timeout_s` passes (False)."""
+    async def wait(self, job_id: str, timeout_s: float) -> JobEnd | None:
+        """Until the job ends (its JobEnd) or `timeout_s` passes (None)."""
         if job_id in self._recent:
-            return True
+            return self._recent[job_id][1]
         deadline = time.monotonic() + timeout_s
         if self._subscribed.is_set():
-            future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[JobEnd | None] = asyncio.get_running_loop().create_future()
             self._waiters[job_id].append(future)
             try:
-                if await asyncio.wait_for(future, timeout_s):
-                    return True
+                end = await asyncio.wait_for(future, timeout_s)
+                if end is not None:
+                    return end
             except TimeoutError:
-                return False
+                return None
             finally:
                 self._forget(job_id, future)
         # Not subscribed (yet, or any more): block on the job's done list for the rest.
         left = deadline - time.monotonic()
-        return left > 0 and await wait_until_done(self.aredis, job_id, left)
+        ended = left > 0 and await wait_until_done(self.aredis, job_id, left)
+        return ENDED_UNSEEN if ended else None
 
-    def _forget(self, job_id: str, future: asyncio.Future[bool]) -> None:
+    def _forget(self, job_id: str, future: asyncio.Future[JobEnd | None]) -> None:
         waiting = self._waiters.get(job_id)
         if waiting is not None:
             if future in waiting:
@@ -88,25 +115,33 @@ class CompletionListener:
                     self._subscribed.set()
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            self._ended(message["data"].decode()[len(KEY_PREFIX):])
+                            self._announced(message["data"])
             except (RedisError, OSError) as exc:
                 log.warning("job completion subscription lost (%s); retrying", exc)
             self._subscribed.clear()
             self._release_all()  # their jobs may end unseen now: they fall back to BLMOVE
             await asyncio.sleep(RETRY_S)
 
-    def _ended(self, job_id: str) -> None:
+    def _announced(self, data: bytes) -> None:
+        try:
+            job_id, end = parse_announcement(data)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("ignoring a malformed message on %s: %.100r", DONE_CHANNEL, data)
+            return
+        self._ended(job_id, end)
+
+    def _ended(self, job_id: str, end: JobEnd) -> None:
         now = time.monotonic()
-        self._recent[job_id] = now
-        while self._recent and next(iter(self._recent.values())) < now - RECENT_S:
+        self._recent[job_id] = (now, end)
+        while self._recent and next(iter(self._recent.values()))[0] < now - RECENT_S:
             self._recent.popitem(last=False)
         for future in self._waiters.pop(job_id, ()):
             if not future.done():
-                future.set_result(True)
+                future.set_result(end)
 
     def _release_all(self) -> None:
         waiters, self._waiters = self._waiters, defaultdict(list)
         for futures in waiters.values():
             for future in futures:
                 if not future.done():
-                    future.set_result(False)
+                    future.set_result(None)

@@ -24,12 +24,18 @@ end
 """
 
 # Announce an ended job: a token on its `done` list (event streams block on it with a
-# non-consuming BLMOVE) and its record key on DONE_CHANNEL (api.completions).
+# non-consuming BLMOVE), and on DONE_CHANNEL its record key, its record and, for a one-item
+# job whose results hash is passed, that item's result: a waiting POST /v1/classify answers
+# from the message alone (api.completions), without reading the job back.
 _ANNOUNCE = f"""
-local function announce(job, done_list, status, expire_at)
+local function announce(job, done_list, status, expire_at, results)
   redis.call('RPUSH', done_list, status)
   redis.call('EXPIREAT', done_list, expire_at)
-  redis.call('PUBLISH', '{DONE_CHANNEL}', job)
+  local message = {{key = job, record = redis.call('HGETALL', job)}}
+  if results and redis.call('HGET', job, 'total') == '1' then
+    message.result = redis.call('HGET', results, '0') or nil
+  end
+  redis.call('PUBLISH', '{DONE_CHANNEL}', cjson.encode(message))
 end
 """
 
@@ -37,7 +43,7 @@ end
 # job still queued or running can finish, so this fires exactly once per job.
 # Returns 1 when this call finished the job.
 _FINISH = _COUNT + _ANNOUNCE + """
-local function maybe_finish(job, done_list, now)
+local function maybe_finish(job, done_list, now, results)
   local h = redis.call('HMGET', job, 'total', 'done', 'failed', 'skipped', 'sealed', 'status',
                        'expire_at')
   if h[5] ~= '1' or (h[6] ~= 'queued' and h[6] ~= 'running') then return 0 end
@@ -48,7 +54,7 @@ local function maybe_finish(job, done_list, now)
   redis.call('HSET', job, 'status', status, 'finished_at', now)
   if h[6] == 'queued' then redis.call('HSET', job, 'started_at', now) end
   count_transition(h[6], status)
-  announce(job, done_list, status, h[7])
+  announce(job, done_list, status, h[7], results)
   return 1
 end
 """
@@ -70,7 +76,7 @@ for counter, n in pairs(added) do
 end
 redis.call('EXPIREAT', KEYS[2], redis.call('HGET', KEYS[1], 'expire_at'))
 if KEYS[3] ~= '' then redis.call('DEL', KEYS[3]) end
-return maybe_finish(KEYS[1], KEYS[4], ARGV[1])
+return maybe_finish(KEYS[1], KEYS[4], ARGV[1], KEYS[2])
 """
 
 # KEYS: job. ARGV: now, model version, attempts field ('' = do not count).

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from redis.asyncio import Redis
 
-from api.deps import AsyncRedisDep, ServicesDep, TenantDep
+from api.deps import AsyncRedisDep, Services, ServicesDep, TenantDep
 from api.jobviews import (
     MAX_WAIT_S,
     is_active,
@@ -62,13 +64,22 @@ async def classify(
         job, created = await run_in_threadpool(create)
     item = None
     if wait > 0 or not created:  # else: just queued, nothing more to read
-        if wait > 0 and is_active(job):
-            if services.completions is not None:
-                await services.completions.wait(job["id"], wait)
-            else:
-                await wait_until_done(aredis, job["id"], wait)
-        job, raw, meta = await read_job_async(aredis, job["id"])
-        item = None if is_active(job) or meta is None else result_item(0, meta, raw, job)
+        job, item = await single_result(services, aredis, job, wait)
     response.status_code = 200 if item is not None else 202
     response.headers["Location"] = f"/v1/jobs/{job['id']}"
     return ClassifyPublic(**public(job).model_dump(), result=item)
+
+
+async def single_result(services: Services, aredis: Redis, job: dict[str, str],
+                        wait: float) -> tuple[dict[str, str], dict | None]:
+    """The one-image job and its result, after waiting up to `wait` seconds for it to end;
+    the result is None while the job is still active."""
+    if wait > 0 and is_active(job):
+        if services.completions is not None:
+            end = await services.completions.wait(job["id"], wait)
+            if end is not None and end.record is not None and end.result is not None:
+                return end.record, json.loads(end.result)  # answered by the announcement
+        else:
+            await wait_until_done(aredis, job["id"], wait)
+    job, raw, meta = await read_job_async(aredis, job["id"])
+    return job, None if is_active(job) or meta is None else result_item(0, meta, raw, job)

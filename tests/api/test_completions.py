@@ -1,15 +1,17 @@
 """api.completions.CompletionListener against a real Redis: the job store's scripts announce
-ended jobs, and waiters wake on the announcement, or fall back to the job's done list."""
+ended jobs with their record and result, and waiters wake on the announcement, or fall back to
+the job's done list."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import redis
 import redis.asyncio as aioredis
 
-from api.completions import CompletionListener
+from api.completions import ENDED_UNSEEN, CompletionListener
 from worker.jobkeys import DONE_CHANNEL, done_key, job_key
 from worker.jobstore import JobSpec, JobStore
 from worker.results import error_result
@@ -47,8 +49,31 @@ def test_a_job_ended_by_the_store_wakes_its_waiters_at_once(redis_url):
         return ended, time.perf_counter() - start, await listener.wait(new.job_id, 5)
 
     ended, seconds, again = asyncio.run(listening(redis_url, body))
-    assert ended == [True] * 3 and seconds < 1
-    assert again  # a waiter that comes after the announcement does not wait
+    assert seconds < 1 and len(ended) == 3
+    for end in [*ended, again]:  # a waiter that comes after the announcement does not wait
+        assert end.record == store.get_job(new.job_id)  # the record as the script left it
+        assert end.record["status"] == "failed"
+        assert json.loads(end.result)["error"] == "bad"  # the one item's stored result
+
+
+def test_a_job_of_many_items_is_announced_without_a_result(redis_url):
+    store = JobStore(redis.Redis.from_url(redis_url), 3600)
+    new = store.create_job(JobSpec(tenant="t", kind="bulk", source="files", queue="bulk",
+                                   chunk_size=2, top_k=3))
+    store.add_chunk(new.job_id, 0, [{"filename": "a.png"}, {"filename": "b.png"}],
+                    {0: b"a", 1: b"b"}, new.expire_at)
+    store.seal(new.job_id, 2, 1)
+
+    async def body(listener):
+        waiter = asyncio.ensure_future(listener.wait(new.job_id, 5))
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(store.record_results, new.job_id, 0,
+                                [error_result(i, {"filename": "x"}, "bad", "v") for i in (0, 1)])
+        return await waiter
+
+    end = asyncio.run(listening(redis_url, body))
+    assert end.record["status"] == "failed" and end.record["total"] == "2"
+    assert end.result is None
 
 
 def test_a_wait_times_out_when_nothing_ends(redis_url):
@@ -57,7 +82,7 @@ def test_a_wait_times_out_when_nothing_ends(redis_url):
         return await listener.wait("never-ends", 0.3), time.perf_counter() - start
 
     ended, seconds = asyncio.run(listening(redis_url, body))
-    assert not ended and 0.3 <= seconds < 1.5
+    assert ended is None and 0.3 <= seconds < 1.5
 
 
 def test_without_a_subscription_a_wait_falls_back_to_the_done_list(redis_url):
@@ -73,7 +98,11 @@ def test_without_a_subscription_a_wait_falls_back_to_the_done_list(redis_url):
             await listener.aredis.aclose()
             await listener.subscriber.aclose()
 
-    assert asyncio.run(body())
+    assert asyncio.run(body()) == ENDED_UNSEEN  # ended; nothing known but that
+
+
+def announcement(job_id: str) -> str:
+    return json.dumps({"key": job_key(job_id), "record": ["id", job_id, "status", "succeeded"]})
 
 
 def test_only_announced_jobs_wake_their_own_waiters(redis_url):
@@ -81,7 +110,23 @@ def test_only_announced_jobs_wake_their_own_waiters(redis_url):
         other = asyncio.ensure_future(listener.wait("b", 0.5))
         mine = asyncio.ensure_future(listener.wait("a", 5))
         await asyncio.sleep(0.05)
-        await listener.aredis.publish(DONE_CHANNEL, job_key("a"))
+        await listener.aredis.publish(DONE_CHANNEL, announcement("a"))
         return await mine, await other
 
-    assert asyncio.run(listening(redis_url, body)) == (True, False)
+    mine, other = asyncio.run(listening(redis_url, body))
+    assert mine.record == {"id": "a", "status": "succeeded"} and mine.result is None
+    assert other is None
+
+
+def test_a_malformed_message_is_ignored_and_the_listener_goes_on(redis_url):
+    async def body(listener):
+        waiter = asyncio.ensure_future(listener.wait("a", 5))
+        await asyncio.sleep(0.05)
+        await listener.aredis.publish(DONE_CHANNEL, job_key("a"))  # not an announcement
+        await listener.aredis.publish(DONE_CHANNEL, b"\xff{")
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await listener.aredis.publish(DONE_CHANNEL, announcement("a"))
+        return await waiter
+
+    assert asyncio.run(listening(redis_url, body)).record["status"] == "succeeded"
