@@ -77,19 +77,30 @@ async def get_async_redis(request: Request) -> aioredis.Redis:
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <API key>")
+# What a route that authenticates by itself (`authenticate`) declares in OpenAPI: either scheme.
+SECURITY_OPENAPI = [{_bearer.scheme_name: []}, {_api_key.scheme_name: []}]
 
 
-async def current_tenant(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key)],
-) -> Tenant:
-    key = bearer.credentials if bearer else api_key
+def authenticate(request: Request) -> Tenant:
+    """The caller's tenant, from `Authorization: Bearer <key>` or `X-API-Key: <key>`; 401 when
+    the key is missing or unknown (with no keys configured, everyone is the local tenant)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    key = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    key = key or request.headers.get("x-api-key") or None
     tenant = services_of(request).keys.tenant_for(key)
     if tenant is None:
         message = "invalid API key" if key else "missing API key (Authorization: Bearer <key>)"
         raise ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
     return tenant
+
+
+async def current_tenant(
+    request: Request,
+    # Declared for the OpenAPI security schemes; `authenticate` reads the same headers.
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _key: Annotated[str | None, Depends(_api_key)],
+) -> Tenant:
+    return authenticate(request)
 
 
 async def admin_tenant(tenant: Annotated[Tenant, Depends(current_tenant)]) -> Tenant:

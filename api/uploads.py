@@ -11,8 +11,8 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import UploadFile
 from PIL import Image
+from starlette.datastructures import UploadFile
 
 from api.archives import ArchiveLimits, read_members, sniff
 from api.errors import ApiError

@@ -1,79 +1,131 @@
-"""POST /v1/classify: one image on the interactive queue, optionally waiting for the result."""
+"""POST /v1/classify: one image on the interactive queue, optionally waiting for the result.
+
+This is the service's hot path (single-image latency at 32 concurrent clients), so the route
+reads its request itself: FastAPI's per-parameter machinery (dependencies, security schemes,
+form fields, response validation) cost about a quarter of the API's CPU per request (callgrind:
+3.43M -> 2.50M instructions per request). The parameters are declared once, as the pydantic
+models below, which both validate them and describe them in the OpenAPI schema.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
+from starlette.datastructures import UploadFile
 
-from api.deps import AsyncRedisDep, Services, ServicesDep, TenantDep
-from api.jobviews import (
-    MAX_WAIT_S,
-    is_active,
-    public,
-    read_job_async,
-    result_item,
-    wait_until_done,
-)
+from api.deps import SECURITY_OPENAPI, Services, authenticate, services_of
+from api.jobviews import MAX_WAIT_S, is_active, read_job_async, result_item, wait_until_done
 from api.schemas import ClassifyPublic, ErrorBody
 from api.submission import check_idempotency_key, single_image_spec, submit
 from api.uploads import read_image_part
+from worker.results import job_summary
 
 router = APIRouter(prefix="/v1", tags=["classify"])
+M = TypeVar("M", bound=BaseModel)
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 415, 422)}
 
 
+class ClassifyQuery(BaseModel):
+    wait: float = Field(0, ge=0, le=MAX_WAIT_S,
+                        description="seconds to wait for the result before answering 202")
+
+
+class ClassifyOptions(BaseModel):
+    """The form fields besides `file`."""
+
+    top_k: int = Field(3, ge=1, le=10, description="how many ranked labels to return")
+    review_threshold: float | None = Field(
+        None, ge=0, le=1, description="results below this confidence get needs_review: true")
+
+
+def _openapi() -> dict[str, Any]:
+    form = ClassifyOptions.model_json_schema() | {
+        "title": "ClassifyForm", "description": "the image and its options"}
+    form["properties"] = {"file": {"type": "string", "format": "binary", "description":
+                                   "one image: JPEG, PNG, WebP, GIF, BMP, TIFF"},
+                          **form["properties"]}
+    form["required"] = ["file"]
+    wait = ClassifyQuery.model_json_schema()["properties"]["wait"]
+    return {
+        "parameters": [
+            {"name": "wait", "in": "query", "required": False, "schema": wait,
+             "description": wait["description"]},
+            {"name": "Idempotency-Key", "in": "header", "required": False,
+             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+             "description": "a repeated key returns the job of the first request"},
+        ],
+        "requestBody": {"required": True,
+                        "content": {"multipart/form-data": {"schema": form}}},
+        "security": SECURITY_OPENAPI,
+    }
+
+
 @router.post(
-    "/classify", response_model=ClassifyPublic, status_code=202,
+    "/classify", response_model=ClassifyPublic, status_code=202, openapi_extra=_openapi(),
     responses={200: {"model": ClassifyPublic, "description": "done within `wait`"}, **ERRORS},
 )
-async def classify(
-    services: ServicesDep,
-    tenant: TenantDep,
-    aredis: AsyncRedisDep,
-    response: Response,
-    file: Annotated[UploadFile, File(description="one image: JPEG, PNG, WebP, GIF, BMP, TIFF")],
-    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="seconds to wait")] = 0,
-    top_k: Annotated[int, Form(ge=1, le=10)] = 3,
-    review_threshold: Annotated[float | None, Form(ge=0, le=1)] = None,
-    idempotency_key: Annotated[str | None, Header()] = None,
-) -> ClassifyPublic:
+async def classify(request: Request) -> Response:
     """Classify one image. Answers 200 with the result when it is ready within `wait` seconds,
     else 202 with the job (poll `GET /v1/jobs/{id}`)."""
-    check_idempotency_key(idempotency_key)
-    if idempotency_key is None and services.batcher is not None:
-        # Header-only decode of an in-memory (or page-cached) upload: cheap on the event loop.
-        data = read_image_part(file, services.settings)
-        spec = single_image_spec(tenant, top_k, review_threshold)
-        job = await services.batcher.submit((spec, {"item_id": None, "filename": file.filename},
-                                             data))
-        services.metrics.items.labels("classify").inc()
-        created = True
-    else:  # a repeatable submission: the Idempotency-Key is claimed before anything is written
-        def create() -> tuple[dict[str, str], bool]:  # blocking: file I/O, Redis, Celery
+    services = services_of(request)
+    tenant = authenticate(request)
+    wait = _validated(ClassifyQuery, "query", request.query_params).wait
+    idempotency_key = check_idempotency_key(request.headers.get("idempotency-key"))
+    async with request.form(max_files=1) as form:  # a malformed body: 400 (api.errors)
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise RequestValidationError([{"loc": ("body", "file"), "type": "missing",
+                                           "msg": "one image file is required"}])
+        options = _validated(ClassifyOptions, "body", {
+            k: v for k, v in form.items() if k != "file" and v != ""})  # "" = not given
+        if idempotency_key is None and services.batcher is not None:
+            # Header-only decode of an in-memory upload: cheap enough on the event loop.
             data = read_image_part(file, services.settings)
-            meta = {"item_id": None, "filename": file.filename}
-            return submit(services, tenant, [(meta, data)], kind="classify", source="file",
-                          top_k=top_k, review_threshold=review_threshold,
-                          idempotency=idempotency_key)
+            spec = single_image_spec(tenant, options.top_k, options.review_threshold)
+            job = await services.batcher.submit(
+                (spec, {"item_id": None, "filename": file.filename}, data))
+            services.metrics.items.labels("classify").inc()
+            created = True
+        else:  # repeatable: the Idempotency-Key is claimed before anything is written
+            def create() -> tuple[dict[str, str], bool]:  # blocking: Redis, Celery
+                data = read_image_part(file, services.settings)
+                meta = {"item_id": None, "filename": file.filename}
+                return submit(services, tenant, [(meta, data)], kind="classify",
+                              source="file", top_k=options.top_k,
+                              review_threshold=options.review_threshold,
+                              idempotency=idempotency_key)
 
-        job, created = await run_in_threadpool(create)
+            job, created = await run_in_threadpool(create)
     item = None
     if wait > 0 or not created:  # else: just queued, nothing more to read
-        job, item = await single_result(services, aredis, job, wait)
-    response.status_code = 200 if item is not None else 202
-    response.headers["Location"] = f"/v1/jobs/{job['id']}"
-    return ClassifyPublic(**public(job).model_dump(), result=item)
+        job, item = await single_result(services, services.aredis, job, wait)
+    body = ClassifyPublic.model_validate(job_summary(job) | {"result": item})
+    return Response(body.model_dump_json(), status_code=200 if item is not None else 202,
+                    media_type="application/json",
+                    headers={"Location": f"/v1/jobs/{job['id']}"})
 
 
-async def single_result(services: Services, aredis: Redis, job: dict[str, str],
+def _validated(model: type[M], where: str, values: Any) -> M:
+    """`model` from request values; a 422 in FastAPI's shape (api.errors) when invalid."""
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [err | {"loc": (where, *err["loc"])} for err in exc.errors()]) from None
+
+
+async def single_result(services: Services, aredis: Redis | None, job: dict[str, str],
                         wait: float) -> tuple[dict[str, str], dict | None]:
     """The one-image job and its result, after waiting up to `wait` seconds for it to end;
     the result is None while the job is still active."""
+    assert aredis is not None, "the app's lifespan has not run"
     if wait > 0 and is_active(job):
         if services.completions is not None:
             end = await services.completions.wait(job["id"], wait)
