@@ -99,6 +99,23 @@ class CompletionListener:
         ended = left > 0 and await wait_until_done(self.aredis, job_id, left)
         return ENDED_UNSEEN if ended else None
 
+    async def all_ended(self, job_ids: list[str]) -> None:
+        """Until every one of the jobs has ended, as announced; at once while unsubscribed,
+        and when the subscription breaks (callers use this to pace work, not to read results:
+        falling back to the done lists would cost a connection per job)."""
+        if not self._subscribed.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        waiting = [(job_id, loop.create_future()) for job_id in job_ids
+                   if job_id not in self._recent]
+        for job_id, future in waiting:
+            self._waiters[job_id].append(future)
+        try:
+            await asyncio.gather(*(future for _, future in waiting))
+        finally:
+            for job_id, future in waiting:
+                self._forget(job_id, future)
+
     def _forget(self, job_id: str, future: asyncio.Future[JobEnd | None]) -> None:
         waiting = self._waiters.get(job_id)
         if waiting is not None:

@@ -45,12 +45,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # that (redis-py's default is 5 s).
     services.aredis = aioredis.Redis.from_url(redis_url(services.settings),
                                               socket_timeout=MAX_WAIT_S + 30)
-    services.batcher = SubmissionBatcher(
-        lambda entries: write_single_jobs(services.store, services.celery, entries))
-    services.batcher.start()
     services.completions = CompletionListener(
         aioredis.Redis.from_url(redis_url(services.settings)), services.aredis)
     await services.completions.start()
+    services.batcher = SubmissionBatcher(
+        lambda entries: write_single_jobs(services.store, services.celery, entries),
+        until_ended=services.completions.all_ended,
+        max_in_flight=services.settings.interactive_in_flight)
+    services.batcher.start()
     # Start-up's objects (FastAPI, pydantic, routes) move out of the collector's reach: a full
     # collection then scans what requests made, not everything, and stops the event loop for a
     # few milliseconds instead of ~60 (every ~1.5 s at 32 concurrent clients, measured).
@@ -58,8 +60,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await services.completions.stop()
         await services.batcher.stop()
+        await services.completions.stop()
         await services.aredis.aclose()
         services.store.r.close()
 

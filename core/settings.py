@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_archive_uncompressed_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_archive_ratio: float = Field(default=200.0, gt=1)
     chunk_size: int = Field(default=256, gt=0)
+    # Single-image batches an API process keeps out at a time (api.batcher); more requests
+    # wait and go out together. About one per inference worker process.
+    interactive_in_flight: int = Field(default=2, ge=1)
 
     fetch_allow_private: bool = False
     fetch_timeout_s: float = Field(default=10.0, gt=0)

@@ -130,3 +130,29 @@ def test_a_malformed_message_is_ignored_and_the_listener_goes_on(redis_url):
         return await waiter
 
     assert asyncio.run(listening(redis_url, body)).record["status"] == "succeeded"
+
+
+def test_all_ended_returns_when_every_job_is_announced(redis_url):
+    async def body(listener):
+        waiter = asyncio.ensure_future(listener.all_ended(["a", "b"]))
+        await listener.aredis.publish(DONE_CHANNEL, announcement("a"))
+        await asyncio.sleep(0.1)
+        half = waiter.done()
+        await listener.aredis.publish(DONE_CHANNEL, announcement("b"))
+        await asyncio.wait_for(waiter, 5)
+        return half
+
+    assert asyncio.run(listening(redis_url, body)) is False  # "b" was still running
+
+
+def test_all_ended_does_not_wait_without_a_subscription(redis_url):
+    async def body():
+        listener = CompletionListener(aioredis.Redis.from_url(redis_url),
+                                      aioredis.Redis.from_url(redis_url))  # never started
+        try:
+            await asyncio.wait_for(listener.all_ended(["a"]), 1)  # pacing only: no fallback
+        finally:
+            await listener.aredis.aclose()
+            await listener.subscriber.aclose()
+
+    asyncio.run(body())
