@@ -88,6 +88,15 @@ def service(data_dir: DataDir = None) -> None:
     save_result("latest", run(data_dir_or_default(data_dir)))
 
 
+@app.command()
+def latency(data_dir: DataDir = None, runs: int = 7) -> None:
+    """The 32-client single-image latency of `service`, repeated on one warm stack to show
+    its spread; writes benchmarks/results/latency.json."""
+    from benchmarks.service import latency_spread
+
+    save_result("latency", latency_spread(data_dir_or_default(data_dir), runs))
+
+
 @app.command(name="all")
 def run_all(data_dir: DataDir = None) -> None:
     """Every benchmark above, then the report (about 25 minutes on 2 cores)."""
@@ -95,6 +104,7 @@ def run_all(data_dir: DataDir = None) -> None:
     accuracy(None, data_dir)
     inference(data_dir)
     service(data_dir)
+    latency(data_dir)
     report()
 
 

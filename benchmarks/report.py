@@ -128,6 +128,23 @@ def service_section() -> list[str]:
     return lines + [""]
 
 
+def latency_section() -> list[str]:
+    r = load("latency")
+    if r is None:
+        return []
+    lines = ["## Single-image latency at 32 clients, repeated (issue 2/4)", "",
+             f"Command: `{r['command']}` ({measured(r)}). The `single_p99_ms_32c`"
+             " measurement of the service benchmark (32 clients x 20 requests), repeated on"
+             " one warm stack (2,000 test images as PNGs).", "",
+             "| run | p50 ms | p99 ms | requests/s |", "|---|---|---|---|"]
+    lines += [f"| {i} | {row['p50_ms']} | {row['p99_ms']} | {row['requests_per_s']} |"
+              for i, row in enumerate(r["runs"], 1)]
+    lines += ["", f"p99: median {r['p99_ms_median']} ms, range {r['p99_ms_min']}-"
+              f"{r['p99_ms_max']} ms; {r['runs_within_150_ms']} of {len(r['runs'])} runs"
+              " within 150 ms.", ""]
+    return lines
+
+
 def worker_tuning_section() -> list[str]:
     r = load("worker-tuning")
     if r is None:
@@ -192,7 +209,8 @@ def write_report(path: Path = REPO / "BENCHMARKS.md") -> Path:
         for m in map(json.loads, sorted(machines))
     ) or "no results yet"
     body = [HEADER.format(machine=machine), *training_section(), *accuracy_section(),
-            *inference_section(), *service_section(), *worker_tuning_section(),
+            *inference_section(), *service_section(), *latency_section(),
+            *worker_tuning_section(),
             *training_api_section()]
     path.write_text("\n".join(body).rstrip() + "\n")
     return path
