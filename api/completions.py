@@ -84,8 +84,7 @@ class CompletionListener:
             return self._recent[job_id][1]
         deadline = time.monotonic() + timeout_s
         if self._subscribed.is_set():
-            future: asyncio.Future[JobEnd | None] = asyncio.get_running_loop().create_future()
-            self._waiters[job_id].append(future)
+            future = self._register(job_id)
             try:
                 end = await asyncio.wait_for(future, timeout_s)
                 if end is not None:
@@ -105,16 +104,18 @@ class CompletionListener:
         falling back to the done lists would cost a connection per job)."""
         if not self._subscribed.is_set():
             return
-        loop = asyncio.get_running_loop()
-        waiting = [(job_id, loop.create_future()) for job_id in job_ids
+        waiting = [(job_id, self._register(job_id)) for job_id in job_ids
                    if job_id not in self._recent]
-        for job_id, future in waiting:
-            self._waiters[job_id].append(future)
         try:
             await asyncio.gather(*(future for _, future in waiting))
         finally:
             for job_id, future in waiting:
                 self._forget(job_id, future)
+
+    def _register(self, job_id: str) -> asyncio.Future[JobEnd | None]:
+        future: asyncio.Future[JobEnd | None] = asyncio.get_running_loop().create_future()
+        self._waiters[job_id].append(future)
+        return future
 
     def _forget(self, job_id: str, future: asyncio.Future[JobEnd | None]) -> None:
         waiting = self._waiters.get(job_id)

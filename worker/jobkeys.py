@@ -50,8 +50,9 @@ def done_key(job_id: str) -> str:
     return f"{job_key(job_id)}:done"
 
 
-# Scripts that end a job publish its id here too: an API process waits for many jobs on one
-# subscription (api.completions) instead of one blocking BLMOVE per waiting request.
+# Scripts that end a job announce it here too (its key, record and, for one item, its result:
+# worker.jobscripts): an API process waits for many jobs on one subscription
+# (api.completions) instead of one blocking BLMOVE per waiting request.
 DONE_CHANNEL = f"{PREFIX}:jobs:done"
 
 

@@ -24,17 +24,15 @@ end
 """
 
 # Announce an ended job: a token on its `done` list (event streams block on it with a
-# non-consuming BLMOVE), and on DONE_CHANNEL its record key, its record and, for a one-item
-# job whose results hash is passed, that item's result: a waiting POST /v1/classify answers
-# from the message alone (api.completions), without reading the job back.
+# non-consuming BLMOVE), and on DONE_CHANNEL its record key, its record and, when a results
+# hash is passed (one-item jobs), item 0's result: a waiting POST /v1/classify answers from
+# the message alone (api.completions), without reading the job back.
 _ANNOUNCE = f"""
 local function announce(job, done_list, status, expire_at, results)
   redis.call('RPUSH', done_list, status)
   redis.call('EXPIREAT', done_list, expire_at)
   local message = {{key = job, record = redis.call('HGETALL', job)}}
-  if results and redis.call('HGET', job, 'total') == '1' then
-    message.result = redis.call('HGET', results, '0') or nil
-  end
+  if results then message.result = redis.call('HGET', results, '0') or nil end
   redis.call('PUBLISH', '{DONE_CHANNEL}', cjson.encode(message))
 end
 """
@@ -54,7 +52,7 @@ local function maybe_finish(job, done_list, now, results)
   redis.call('HSET', job, 'status', status, 'finished_at', now)
   if h[6] == 'queued' then redis.call('HSET', job, 'started_at', now) end
   count_transition(h[6], status)
-  announce(job, done_list, status, h[7], results)
+  announce(job, done_list, status, h[7], total == 1 and results or nil)
   return 1
 end
 """
