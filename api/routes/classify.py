@@ -124,10 +124,11 @@ async def single_result(services: Services, job: dict[str, str], wait: float
                         ) -> tuple[dict[str, str], dict | None]:
     """The one-image job and its result, after waiting up to `wait` seconds for it to end;
     the result is None while the job is still active."""
-    assert services.aredis and services.completions, "the app's lifespan has not run"
+    aredis, completions = services.aredis, services.completions
+    assert aredis is not None and completions is not None, "the app's lifespan has not run"
     if wait > 0 and is_active(job):
-        end = await services.completions.wait(job["id"], wait)
+        end = await completions.wait(job["id"], wait)
         if end is not None and end.record is not None and end.result is not None:
             return end.record, json.loads(end.result)  # answered by the announcement
-    job, raw, meta = await read_job_async(services.aredis, job["id"])
+    job, raw, meta = await read_job_async(aredis, job["id"])
     return job, None if is_active(job) or meta is None else result_item(0, meta, raw, job)
