@@ -13,6 +13,7 @@ WORKDIR /app
 # Dependencies first (cached layer), then the code.
 COPY pyproject.toml README.md ./
 COPY core ./core
+COPY store ./store
 COPY worker ./worker
 COPY api ./api
 COPY cli ./cli

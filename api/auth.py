@@ -18,7 +18,7 @@ LOCAL_TENANT = "local"
 @dataclass(frozen=True)
 class Tenant:
     name: str
-    admin: bool = False  # reserved for operator routes (models, training: later issues)
+    admin: bool = False  # may use the operator routes (training, datasets, activation)
 
 
 class KeyRing:

@@ -3,7 +3,7 @@
 Each request would otherwise cost a threadpool hop, a Redis round trip and a Celery task, and
 a worker would run one task and one batch-1 forward pass per image. Instead, requests that
 arrive while the previous batch is being written wait for the next one: one thread call writes
-them all in one round trip and queues one task (worker.jobwriter.write_single_jobs), which a
+them all in one round trip and queues one task (api.jobwriter.write_single_jobs), which a
 worker classifies in one forward pass. Nothing waits on a timer: a lone request is written at
 once, and batches grow only when requests arrive faster than batches are written.
 

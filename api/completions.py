@@ -1,7 +1,7 @@
 """Waiting for jobs to end: one Redis subscription per API process.
 
-The store's scripts announce every job they end on DONE_CHANNEL: its record key, its final
-record and, for a one-item job, that item's result (worker.jobscripts). A request that waits
+The store's scripts announce every job they end: its final record and, for a one-item job,
+that item's result (store.events). A request that waits
 (`POST /v1/classify?wait=N`) parks a future here instead of holding a pooled Redis connection
 in a blocking BLMOVE, and answers from the announcement: under load, dozens of waiters cost
 one connection and no commands. While the subscription is down (start-up, a Redis restart),
@@ -11,7 +11,6 @@ waits fall back to the job's `done` list, so no end is missed.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import OrderedDict, defaultdict
@@ -20,14 +19,12 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from api.jobviews import wait_until_done
-from worker.jobkeys import DONE_CHANNEL, job_key
+from store.events import parse_announcement, subscribe_to_ended_jobs, wait_job_ended
 
 log = logging.getLogger(__name__)
 
 RECENT_S = 10.0  # ended jobs remembered, for waiters that register just after the message
 RETRY_S = 1.0
-KEY_PREFIX = job_key("")
 
 
 @dataclass(frozen=True)
@@ -40,16 +37,6 @@ class JobEnd:
 
 
 ENDED_UNSEEN = JobEnd()
-
-
-def parse_announcement(data: bytes) -> tuple[str, JobEnd]:
-    """DONE_CHANNEL message -> (job id, what it says)."""
-    message = json.loads(data)
-    flat = message["record"]
-    record = dict(zip(flat[::2], flat[1::2], strict=True))
-    result = message.get("result")
-    return (message["key"][len(KEY_PREFIX):],
-            JobEnd(record, result.encode() if isinstance(result, str) else None))
 
 
 class CompletionListener:
@@ -95,7 +82,7 @@ class CompletionListener:
                 self._forget(job_id, future)
         # Not subscribed (yet, or any more): block on the job's done list for the rest.
         left = deadline - time.monotonic()
-        ended = left > 0 and await wait_until_done(self.aredis, job_id, left)
+        ended = left > 0 and await wait_job_ended(self.aredis, job_id, left)
         return ENDED_UNSEEN if ended else None
 
     async def all_ended(self, job_ids: list[str]) -> None:
@@ -129,7 +116,7 @@ class CompletionListener:
         while True:
             try:
                 async with self.subscriber.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(DONE_CHANNEL)
+                    await subscribe_to_ended_jobs(pubsub)
                     self._subscribed.set()
                     async for message in pubsub.listen():
                         if message["type"] == "message":
@@ -142,11 +129,11 @@ class CompletionListener:
 
     def _announced(self, data: bytes) -> None:
         try:
-            job_id, end = parse_announcement(data)
+            announced = parse_announcement(data)
         except (ValueError, KeyError, TypeError, AttributeError):
-            log.warning("ignoring a malformed message on %s: %.100r", DONE_CHANNEL, data)
+            log.warning("ignoring a malformed job announcement: %.100r", data)
             return
-        self._ended(job_id, end)
+        self._ended(announced.job_id, JobEnd(announced.record, announced.result))
 
     def _ended(self, job_id: str, end: JobEnd) -> None:
         now = time.monotonic()

@@ -16,10 +16,10 @@ from api.completions import CompletionListener
 from api.errors import ApiError
 from api.metrics import Metrics
 from core.settings import Settings
-from worker.datasets import DatasetStore
-from worker.jobstore import JobStore
-from worker.registry import ModelRegistry
-from worker.trainjobs import TrainingStore
+from store.datasets import DatasetStore
+from store.jobs import JobStore
+from store.registry import ModelRegistry
+from store.training import TrainingStore
 
 
 @dataclass

@@ -1,17 +1,14 @@
-"""Reading jobs for responses: tenancy checks, the public shape, async waits on completion."""
+"""Reading jobs for responses: tenancy checks and the public shape."""
 
 from __future__ import annotations
 
 import json
 
-import redis.asyncio as aioredis
-
 from api.auth import Tenant
 from api.errors import not_found
 from api.schemas import JobPublic
-from worker.jobkeys import ACTIVE, done_key, items_key, job_key, results_key
-from worker.jobstore import JobStore, decode_hash
-from worker.results import job_summary, skipped_result
+from store.jobs import ACTIVE, JobStore
+from store.results import job_summary, skipped_result
 
 MAX_WAIT_S = 30  # the longest `?wait=` a client may ask for (POST /v1/classify)
 
@@ -39,27 +36,6 @@ def result_item(index: int, meta: dict, raw: bytes | None, job: dict[str, str]) 
     if job["status"] == "cancelled":
         return skipped_result(index, meta)
     return None
-
-
-async def wait_until_done(aredis: aioredis.Redis, job_id: str, timeout_s: float) -> bool:
-    """Block (without blocking the event loop) until the job ends or `timeout_s` passes.
-
-    The worker that finishes a job pushes a token on its `done` list; BLMOVE of that list onto
-    itself wakes every waiter at once and leaves the token for later ones.
-    """
-    key = done_key(job_id)
-    return await aredis.blmove(key, key, timeout_s, "RIGHT", "LEFT") is not None
-
-
-async def read_job_async(aredis: aioredis.Redis, job_id: str
-                         ) -> tuple[dict[str, str], bytes | None, dict | None]:
-    """The job record, item 0's stored result and item 0's metadata (single-image jobs)."""
-    async with aredis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(job_key(job_id))
-        pipe.hget(results_key(job_id), "0")
-        pipe.lindex(items_key(job_id), 0)
-        raw_job, raw_result, raw_meta = await pipe.execute()
-    return decode_hash(raw_job), raw_result, json.loads(raw_meta) if raw_meta else None
 
 
 def is_active(job: dict[str, str]) -> bool:

@@ -19,15 +19,15 @@ from api.completions import CompletionListener
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.jobviews import MAX_WAIT_S
+from api.jobwriter import write_single_jobs
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import RequestMetricsMiddleware, create_metrics
 from api.routes import classify, datasets, health, jobs, models, results, training, web
 from core.logs import configure_json_logging
 from core.settings import Settings, get_settings
+from store.connection import redis_url, sync_redis
+from store.jobs import JobStore
 from worker.app import create_celery
-from worker.connection import redis_url, sync_redis
-from worker.jobstore import JobStore
-from worker.jobwriter import write_single_jobs
 
 log = logging.getLogger("api")
 

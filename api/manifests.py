@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from api.errors import ApiError
-from worker.fetch import url_problem
+from core.urls import url_problem
 
 MAX_ITEM_ID_LENGTH = 256
 

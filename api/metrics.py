@@ -2,9 +2,9 @@
 
 Two sources, one registry per app (tests build many apps):
 - this process: request latency by method, route template and status; items submitted;
-- Redis, read at scrape time by `RedisCollector`: queue depths, live workers, jobs by state,
-  and what the workers measured (items processed and failed, batch sizes, preprocessing and
-  inference latency, models in use; see worker.metrics for the layout and why it is there).
+- Redis, read at scrape time by `RedisCollector` in one round trip: queue depths, live
+  workers, jobs by state, and what the workers measured (items processed and failed, batch
+  sizes, preprocessing and inference latency, models in use; see store.metrics for why).
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logs import job_context
-from worker import metrics as worker_metrics
+from store import metrics as store_metrics
 from worker import names
-from worker.jobstore import JobStore
 
 log = logging.getLogger("api.access")
 
@@ -63,17 +63,15 @@ def create_metrics() -> Metrics:
 
 
 class RedisCollector(Collector):
-    """Reads the shared numbers at scrape time: 3 pipelined round trips, whatever the load."""
+    """Reads the shared numbers at scrape time: one pipelined round trip, whatever the load."""
 
-    def __init__(self, store: JobStore) -> None:
-        self.store = store
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("tagger_redis_up", "1 if Redis answered this scrape")
         try:
-            depths = self.store.queue_depths(names.ALL_QUEUES)
-            workers = self.store.live_workers()
-            snapshot = worker_metrics.read_snapshot(self.store.r)
+            snapshot = store_metrics.read_snapshot(self.client, names.ALL_QUEUES)
         except redis.RedisError as exc:  # the HTTP metrics above are still worth serving
             logging.getLogger(__name__).warning("metrics: Redis unreachable: %s", exc)
             up.add_metric([], 0)
@@ -82,39 +80,40 @@ class RedisCollector(Collector):
         up.add_metric([], 1)
         yield up
         queue = GaugeMetricFamily("tagger_queue_depth", "tasks waiting", labels=["queue"])
-        for name, depth in depths.items():
+        for name, depth in snapshot.queue_depths.items():
             queue.add_metric([name], depth)
         yield queue
         yield GaugeMetricFamily("tagger_live_workers", "workers with a recent heartbeat",
-                                value=workers)
+                                value=snapshot.live_workers)
         yield from _job_metrics(snapshot)
         yield from _worker_metrics(snapshot)
 
 
-def _job_metrics(snapshot: worker_metrics.Snapshot) -> Iterator[Metric]:
+def _job_metrics(snapshot: store_metrics.Snapshot) -> Iterator[Metric]:
     entered = CounterMetricFamily("tagger_jobs_entered", "jobs that entered each state"
                                   " (queued = submitted)", labels=["state"])
-    for state in worker_metrics.JOB_STATES:
+    for state in store_metrics.JOB_STATES:
         entered.add_metric([state], snapshot.jobs.get(state, 0))
     yield entered
     active = GaugeMetricFamily("tagger_jobs_active", "jobs queued or running now",
                                labels=["state"])
-    for state in worker_metrics.ACTIVE_STATES:
+    for state in store_metrics.ACTIVE_STATES:
         active.add_metric([state], snapshot.jobs_active.get(state, 0))
     yield active
 
 
-def _worker_metrics(snapshot: worker_metrics.Snapshot) -> Iterator[Metric]:
+def _worker_metrics(snapshot: store_metrics.Snapshot) -> Iterator[Metric]:
     items = CounterMetricFamily("tagger_items_processed", "items the workers finished, by"
                                 " outcome (ok, error = failed, skipped = cancelled)",
                                 labels=["queue", "status"])
     for (queue, status), count in sorted(snapshot.items.items()):
         items.add_metric([queue, status], count)
     yield items
-    for name, (_, help_text) in worker_metrics.HISTOGRAMS.items():
+    for name, (_, help_text) in store_metrics.HISTOGRAMS.items():
         family = HistogramMetricFamily(f"tagger_{name}", help_text, labels=["queue"])
         for sample in snapshot.histograms.get(name, []):
-            family.add_metric([sample.label], sample.buckets, sample.sum)
+            buckets = [(floatToGoString(le), count) for le, count in sample.buckets]
+            family.add_metric([sample.label], buckets, sample.sum)
         yield family
     last_used = GaugeMetricFamily("tagger_model_last_used_timestamp_seconds",
                                   "when a worker last tagged items with each model version",
@@ -135,16 +134,16 @@ def _worker_metrics(snapshot: worker_metrics.Snapshot) -> Iterator[Metric]:
 class _Scrape:
     """This process's registry and the Redis collector, read as one registry."""
 
-    def __init__(self, metrics: Metrics, store: JobStore) -> None:
-        self.sources: tuple[Collector, ...] = (metrics.registry, RedisCollector(store))
+    def __init__(self, metrics: Metrics, client: redis.Redis) -> None:
+        self.sources: tuple[Collector, ...] = (metrics.registry, RedisCollector(client))
 
     def collect(self) -> Iterator[Metric]:
         for source in self.sources:
             yield from source.collect()
 
 
-def render_metrics(metrics: Metrics, store: JobStore) -> tuple[bytes, str]:
-    return generate_latest(_Scrape(metrics, store)), CONTENT_TYPE_LATEST  # type: ignore[arg-type]
+def render_metrics(metrics: Metrics, client: redis.Redis) -> tuple[bytes, str]:
+    return generate_latest(_Scrape(metrics, client)), CONTENT_TYPE_LATEST  # type: ignore[arg-type]
 
 
 class RequestMetricsMiddleware:

@@ -1,4 +1,4 @@
-"""Request and response models: the HTTP contract of DESIGN.md, as pydantic models."""
+"""Request and response models: the HTTP contract of docs/DESIGN.md, as pydantic models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from worker.fetch import url_problem
+from core.urls import url_problem
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 

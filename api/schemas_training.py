@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.schemas import JobStatus
 from core.recipes import recipe
-from worker.datasets import FASHION_MNIST
+from store.datasets import FASHION_MNIST
 
 # core.architectures.ARCHITECTURES' names (that module imports torch); a test keeps them equal.
 ARCHITECTURE_NAMES = ("baseline", "default", "large")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import redis.asyncio as aioredis
 from fastapi.responses import StreamingResponse
 
 EVENT_INTERVAL_S = 0.5  # progress events at most this often
@@ -16,10 +15,11 @@ KEEPALIVE_S = 15.0
 
 # Returns (rendered JSON body, finished) or None when the thing is gone (expired).
 ReadState = Callable[[], Awaitable[tuple[str, bool] | None]]
+# Sleeps up to the given seconds, less when the thing ends (store.events.wait_*_ended).
+WaitForEnd = Callable[[float], Awaitable[object]]
 
 
-async def progress_events(aredis: aioredis.Redis, read: ReadState, done_key: str
-                          ) -> AsyncIterator[str]:
+async def progress_events(read: ReadState, wait_for_end: WaitForEnd) -> AsyncIterator[str]:
     last, idle = None, 0.0
     while True:
         state = await read()
@@ -35,8 +35,7 @@ async def progress_events(aredis: aioredis.Redis, read: ReadState, done_key: str
         elif idle >= KEEPALIVE_S:
             yield ": keep-alive\n\n"
             idle = 0.0
-        # Sleep until the next tick, or less: the end token pushed to `done_key` wakes us.
-        await aredis.blmove(done_key, done_key, EVENT_INTERVAL_S, "RIGHT", "LEFT")
+        await wait_for_end(EVENT_INTERVAL_S)  # the next tick, or sooner when it ends
         idle += EVENT_INTERVAL_S
 
 

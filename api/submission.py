@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from api.auth import Tenant
 from api.deps import Services
 from api.errors import ApiError
+from api.jobwriter import JobWriter
 from api.uploads import Item
+from store.jobs import JobSpec
+from store.registry import ModelRegistry
 from worker import names
-from worker.jobstore import JobSpec
-from worker.jobwriter import JobWriter
-from worker.registry import ModelRegistry
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from api.errors import ApiError, not_found
 from api.schemas_training import ModelPublic, TrainingJobCreate, TrainingJobPublic
 from core.labels import FASHION_MNIST_LABELS
-from worker.datasets import FASHION_MNIST, DatasetStore
-from worker.registry import ModelRecord, ModelRegistry
-from worker.trainjobs import TrainingStore, lease_expired, training_summary
+from store.datasets import FASHION_MNIST, DatasetStore
+from store.registry import ModelRecord, ModelRegistry
+from store.training import TrainingStore, lease_expired, training_summary
 
 ARTIFACT_MEDIA_TYPES = {".png": "image/png", ".json": "application/json"}
 

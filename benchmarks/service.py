@@ -25,8 +25,8 @@ from PIL import Image
 
 from benchmarks.common import Timer, fashion_tagger_cmd
 from benchmarks.loadgen import classify_latencies, multipart_request, read_response
+from cli.redis_server import EmbeddedRedis, free_port
 from core.data import load_fashion_mnist
-from worker.redis_server import EmbeddedRedis, free_port
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

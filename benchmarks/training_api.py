@@ -19,8 +19,8 @@ import httpx
 
 from benchmarks.common import RESULTS_DIR, Timer, fashion_tagger_cmd
 from benchmarks.service import TERMINAL, running_stack
+from cli.redis_server import EmbeddedRedis
 from core.data import load_fashion_mnist
-from worker.redis_server import EmbeddedRedis
 
 POLL_S = 5
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from benchmarks.loadgen import classify_latencies
 from benchmarks.service import as_pngs, bulk_e2e, percentile, running_stack
+from cli.redis_server import EmbeddedRedis
 from core.data import load_fashion_mnist
-from worker.redis_server import EmbeddedRedis
 
 # (pool, processes, torch threads per process, chunk size); the first is the shipped default.
 CONFIGS = [

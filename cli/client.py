@@ -1,4 +1,4 @@
-"""A small Python client for the fashion-tagger HTTP API (DESIGN.md), over httpx.
+"""A small Python client for the fashion-tagger HTTP API (docs/DESIGN.md), over httpx.
 
     from cli.client import TaggerClient
     with TaggerClient("http://127.0.0.1:8000", api_key="...") as tagger:

@@ -35,7 +35,7 @@ DEFAULT_QUEUES = ",".join(names.ALL_QUEUES)  # `fashion-tagger worker`: one work
 INFERENCE_QUEUES = ",".join(names.INFERENCE_QUEUES)
 TRAINING_QUEUES = ",".join(names.TRAINING_QUEUES)
 # Workers: let chunks finish. A training run that does not stop in time is killed; its job
-# restarts cleanly on the next start (or is marked failed), see worker.trainjobs.
+# restarts cleanly on the next start (or is marked failed), see store.training.
 STOP_TIMEOUT_S = {"api": 10.0, "worker": 60.0, "training-worker": 30.0, "redis": 15.0}
 
 HostOpt = Annotated[str, typer.Option(help="Address to bind (loopback by default)")]
@@ -91,7 +91,7 @@ def up(
 ) -> None:
     """Run the whole service: embedded Redis (unless TAGGER_REDIS_URL), an inference worker,
     a training worker, the API."""
-    from worker.redis_server import EmbeddedRedis
+    from cli.redis_server import EmbeddedRedis
 
     settings = get_settings()
     check_bind(host, allow_public, settings)

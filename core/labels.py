@@ -1,4 +1,4 @@
-"""The Fashion-MNIST label list, in the dataset's own index order (see DESIGN.md)."""
+"""The Fashion-MNIST label list, in the dataset's own index order (see docs/DESIGN.md)."""
 
 FASHION_MNIST_LABELS: tuple[str, ...] = (
     "T-shirt/top",

@@ -62,10 +62,10 @@ class Settings(BaseSettings):
     # slow chunk runs twice (harmless, results are idempotent, but wasted work).
     broker_visibility_timeout_s: int = Field(default=7200, gt=0)
     # Training jobs (worker/trainer.py). A run longer than the visibility timeout may be
-    # delivered twice; the job's lease makes the second delivery stand aside (worker.trainjobs).
+    # delivered twice; the job's lease makes the second delivery stand aside (store.training).
     training_time_limit_s: int = Field(default=6 * 3600, gt=60, description="one training job")
     # A training worker renews its job's lease 6 times per lease; a job not renewed for two
-    # leases (+10 s) is ended as failed ("worker lost"), see worker.trainjobs.
+    # leases (+10 s) is ended as failed ("worker lost"), see store.training.
     training_lease_s: float = Field(default=30.0, ge=1, le=600)
     # Datasets uploaded for training (POST /v1/datasets); kept in Redis with their images.
     dataset_min_images_per_class: int = Field(default=5, ge=1)

@@ -14,7 +14,7 @@ import pytest
 import redis
 from PIL import Image
 
-from worker.redis_server import EmbeddedRedis
+from cli.redis_server import EmbeddedRedis
 
 # The lead's ML fixtures for tests/core and tests/cli; the live stack (uvicorn + worker)
 # shared by tests/cli and tests/e2e.

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.redis_server import EmbeddedRedis, free_port
 from core.models import SHIPPED_MODEL_PATH
 from tests.e2e.conftest import SECRET, start_worker, stop
-from worker.redis_server import EmbeddedRedis, free_port
 
 KEYS = "alice-key:alice,bob-key:bob,ops-key:ops:admin"
 

@@ -8,13 +8,14 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from core.settings import Settings, available_cores, get_settings
+from store.connection import redis_url
 from worker import names
-from worker.connection import redis_url
 
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("fashion_tagger", broker=redis_url(settings),
-                 include=["worker.tasks", "worker.logs"])  # worker.logs: JSON log lines
+                 # worker.logs: JSON log lines; worker.lifecycle: heartbeat, warm-up
+                 include=["worker.tasks", "worker.logs", "worker.lifecycle"])
     app.conf.update(
         task_serializer="json", accept_content=["json"], result_serializer="json",
         task_ignore_result=True,  # the job store in Redis is the source of truth

@@ -1,7 +1,7 @@
-"""Classifying chunks of jobs: read their inputs, fetch their URLs, run ONE batched
-`predict_images` call per model, write every item's result once. A bulk task brings one chunk
-of one job; an interactive task brings the one-image chunks of several concurrent jobs.
-Torch-free: the predictors come in.
+"""Classifying chunks of jobs: start them (which fixes each job's model version), read their
+inputs, fetch their URLs, run ONE batched `predict_images` call per model version and top_k,
+and write every item's result once. A bulk task brings one chunk of one job; an interactive
+task brings the one-image chunks of several concurrent jobs. Torch-free: predictors come in.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any, Protocol
 import httpx
 
 from core.settings import Settings
+from store.jobs import ChunkInputs, JobStore, StartedChunk
+from store.metrics import ChunkStats, record_chunks
+from store.results import PredictionLike, error_result, ok_result, skipped_result
 from worker.fetch import FetchError, fetch_image
-from worker.jobstore import JobStore
-from worker.metrics import ChunkStats, record_chunks
-from worker.results import PredictionLike, error_result, ok_result, skipped_result
 
 log = logging.getLogger(__name__)
 
@@ -28,29 +28,12 @@ FETCH_THREADS = 16  # URL fetches are I/O-bound: overlap them (bounds a chunk's 
 
 
 class PredictorLike(Protocol):
-    version: str
-
     def predict_images(self, images: list[bytes], top_k: int = 3,
                        max_pixels: int = ...) -> list[Any]: ...
 
 
-@dataclass(frozen=True)
-class ItemFailure:
-    error: str  # the shape of core.predictor.ItemError
-
-
-class UnavailablePredictor:
-    """Stands in when the model cannot be loaded: each item gets the reason as its error, so
-    the job ends (and says why) instead of hanging."""
-
-    version = "unavailable"
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def predict_images(self, images: list[bytes], top_k: int = 3,
-                       max_pixels: int = 0) -> list[ItemFailure]:
-        return [ItemFailure(self.reason)] * len(images)
+# A model version -> its predictor; raises when it cannot be loaded.
+PredictorFor = Callable[[str], PredictorLike]
 
 
 @dataclass
@@ -60,43 +43,34 @@ class OpenChunk:
     job_id: str
     chunk: int
     job: dict[str, str]
-    predictor: PredictorLike
     todo: list[tuple[int, dict]]  # (index, metadata) of the items without a result yet
     stats: ChunkStats
     ready: list[tuple[int, dict, bytes]] = field(default_factory=list)  # to classify
     results: dict[int, dict] = field(default_factory=dict)  # by index
 
+    @property
+    def version(self) -> str:
+        return self.job["model_version"]
 
-def classify_chunk(store: JobStore, predictor: PredictorLike, settings: Settings,
-                   job_id: str, chunk: int) -> dict[str, str] | None:
-    """Process chunk `chunk` of `job_id`. Returns the job record when this call finished the
-    job (the caller then sends its webhook), else None.
+
+def classify_chunks(store: JobStore, predictor_for: PredictorFor, settings: Settings,
+                    refs: Sequence[tuple[str, int]],
+                    seed_registry: Callable[[], object] = lambda: None) -> list[dict[str, str]]:
+    """Process several chunks, of one job or many (concurrent single-image jobs), with ONE
+    predict_images call per model version and top_k, and each store step for all of them in
+    one round trip. Returns the records of the jobs these chunks finished.
 
     Safe to run twice (a redelivered task): items that already have a result are not
-    recomputed, and the store writes and counts each item once.
+    recomputed, and the store writes and counts each item once. `seed_registry` registers a
+    first model when a job finds the registry empty (a worker's very first start).
     """
-    finished = classify_chunks(store, lambda ids: [predictor] * len(ids), settings,
-                               [(job_id, chunk)])
-    return finished[0] if finished else None
-
-
-PredictorsFor = Callable[[list[str]], list[PredictorLike]]
-
-
-def classify_chunks(store: JobStore, predictors_for: PredictorsFor, settings: Settings,
-                    refs: Sequence[tuple[str, int]]) -> list[dict[str, str]]:
-    """Process several chunks, of one job or many (concurrent single-image jobs), with ONE
-    predict_images call per model and top_k, and each store step for all of them in one
-    round trip. `predictors_for(job_ids)` fixes each job's model version. Returns the records
-    of the jobs these chunks finished. Each chunk has classify_chunk's guarantees.
-    """
-    opened = open_chunks(store, predictors_for, settings, refs)
-    groups: dict[tuple[int, str], list[OpenChunk]] = {}
+    opened = open_chunks(store, settings, refs, seed_registry)
+    groups: dict[tuple[str, str], list[OpenChunk]] = {}
     for c in opened:
         if c.ready:
-            groups.setdefault((id(c.predictor), c.job["top_k"]), []).append(c)
-    for group in groups.values():
-        classify_ready(group, settings)
+            groups.setdefault((c.version, c.job["top_k"]), []).append(c)
+    for (version, _), group in groups.items():
+        classify_ready(group, version, predictor_for, settings)
     results = [[c.results[i] for i, _ in c.todo] for c in opened]
     codes = store.record_many([(c.job_id, c.chunk, r) for c, r in zip(opened, results,
                                                                      strict=True)])
@@ -105,69 +79,87 @@ def classify_chunks(store: JobStore, predictors_for: PredictorsFor, settings: Se
     return [c.job for c, code in zip(opened, codes, strict=True) if code == 1]
 
 
-def open_chunks(store: JobStore, predictors_for: PredictorsFor, settings: Settings,
-                refs: Sequence[tuple[str, int]]) -> list[OpenChunk]:
-    """Mark the jobs running and read the chunks: the items to classify (URLs fetched) and
-    the results already decided (skipped, given up, unreadable). Chunks of gone jobs drop."""
-    predictors = predictors_for([job_id for job_id, _ in refs])
-    started = store.start_chunks([(job_id, chunk, predictor.version) for (job_id, chunk),
-                                  predictor in zip(refs, predictors, strict=True)])
-    live = []
-    for (job_id, chunk), predictor, (job, attempt) in zip(refs, predictors, started,
-                                                          strict=True):
-        if job:
-            live.append((job_id, chunk, predictor, job, attempt))
+def open_chunks(store: JobStore, settings: Settings, refs: Sequence[tuple[str, int]],
+                seed_registry: Callable[[], object]) -> list[OpenChunk]:
+    """Start the chunks and read them: the items to classify (URLs fetched) and the results
+    already decided (skipped, given up, unreadable). Chunks of gone jobs drop."""
+    started = store.start_chunks(refs)
+    if any(s.job and not s.attempt for s in started):  # no model registered yet
+        seed_registry()
+        again = [i for i, s in enumerate(started) if s.job and not s.attempt]
+        for i, s in zip(again, store.start_chunks([refs[i] for i in again]), strict=True):
+            started[i] = s
+    live: list[tuple[str, int, StartedChunk]] = []
+    for (job_id, chunk), s in zip(refs, started, strict=True):
+        if s.job:
+            live.append((job_id, chunk, s))
         else:
             log.info("job %s is gone (expired or discarded); dropping chunk %s", job_id, chunk)
-    inputs = store.chunks_inputs([(job_id, chunk, int(job["chunk_size"]))
-                                  for job_id, chunk, _, job, _ in live])
-    return [_open(settings, *chunk, *read) for chunk, read in zip(live, inputs, strict=True)]
+    inputs = store.chunks_inputs([(job_id, chunk, int(s.job["chunk_size"]))
+                                  for job_id, chunk, s in live])
+    return [_open(settings, job_id, chunk, s, read)
+            for (job_id, chunk, s), read in zip(live, inputs, strict=True)]
 
 
-def _open(settings: Settings, job_id: str, chunk: int, predictor: PredictorLike,
-          job: dict[str, str], attempt: int, metas: list[dict], written: list[bytes | None],
-          inputs: dict[int, bytes]) -> OpenChunk:
+def _open(settings: Settings, job_id: str, chunk: int, started: StartedChunk,
+          read: ChunkInputs) -> OpenChunk:
+    job, attempt = started.job, started.attempt
     start = chunk * int(job["chunk_size"])
-    todo = [(start + i, meta) for i, (meta, done) in enumerate(zip(metas, written, strict=True))
+    todo = [(start + i, meta) for i, (meta, done) in enumerate(zip(read.metas, read.written,
+                                                                   strict=True))
             if done is None]
-    opened = OpenChunk(job_id, chunk, job, predictor, todo, ChunkStats(job["queue"]))
+    opened = OpenChunk(job_id, chunk, job, todo, ChunkStats(job["queue"]))
+    version = job["model_version"] or None
     if job["status"] == "cancelled":
         opened.results = {i: skipped_result(i, meta) for i, meta in todo}
+    elif not attempt:
+        message = "no model is registered, and none could be seeded"
+        opened.results = {i: error_result(i, meta, message, None) for i, meta in todo}
     elif attempt > MAX_ATTEMPTS:
         message = f"gave up: a worker died {attempt - 1} times while processing this item's batch"
-        opened.results = {i: error_result(i, meta, message, None) for i, meta in todo}
+        opened.results = {i: error_result(i, meta, message, version) for i, meta in todo}
     else:
-        for (i, meta), data in zip(todo, _gather_inputs(settings, todo, inputs), strict=True):
+        for (i, meta), data in zip(todo, _gather_inputs(settings, todo, read.images),
+                                   strict=True):
             if isinstance(data, bytes):
                 opened.ready.append((i, meta, data))
             else:
-                opened.results[i] = error_result(i, meta, str(data), predictor.version)
+                opened.results[i] = error_result(i, meta, str(data), version)
     return opened
 
 
-def classify_ready(group: list[OpenChunk], settings: Settings) -> None:
-    """One predict_images call for the ready items of chunks that share a model and top_k;
-    its batch size and timings go to the first chunk's metrics."""
+def classify_ready(group: list[OpenChunk], version: str, predictor_for: PredictorFor,
+                   settings: Settings) -> None:
+    """One predict_images call for the ready items of chunks that share a model version and
+    top_k; its batch size and timings go to the first chunk's metrics."""
     first = group[0]
     images = [data for c in group for _, _, data in c.ready]
+    failure = "internal error while classifying"
     try:
-        predictions = _predict(first.predictor, images, int(first.job["top_k"]),
-                               settings.max_image_pixels, first.stats)
-    except Exception:  # a bug, not bad input: report it per item rather than hang the job
-        log.exception("predict_images failed for job(s) %s", ", ".join(c.job_id for c in group))
-        predictions = [None] * len(images)
+        predictor = predictor_for(version)
+    except Exception as exc:  # a corrupt or incompatible model: end the items with why
+        log.exception("cannot load model %s", version)
+        predictor, failure = None, f"the worker cannot load model {version}: {exc}"
+    predictions: list[Any] = [None] * len(images)
+    if predictor is not None:
+        try:
+            predictions = _predict(predictor, images, int(first.job["top_k"]),
+                                   settings.max_image_pixels, first.stats, version)
+        except Exception:  # a bug, not bad input: report it per item rather than hang the job
+            log.exception("predict_images failed for job(s) %s",
+                          ", ".join(c.job_id for c in group))
     remaining = iter(predictions)
     for c in group:
         threshold = float(c.job["review_threshold"]) if c.job["review_threshold"] else None
         for i, meta, _ in c.ready:
-            c.results[i] = _result(i, meta, next(remaining), threshold, c.predictor.version)
+            c.results[i] = _result(i, meta, next(remaining), threshold, version, failure)
 
 
 def _predict(predictor: PredictorLike, images: list[bytes], top_k: int, max_pixels: int,
-             stats: ChunkStats) -> list[Any]:
+             stats: ChunkStats, version: str) -> list[Any]:
     """One predict_images call, measured: per stage where the predictor can tell
     (core.predictor.Predictor.predict_images_timed), else the whole call as inference."""
-    stats.batch_size, stats.model_version = len(images), predictor.version
+    stats.batch_size, stats.model_version = len(images), version
     timed = getattr(predictor, "predict_images_timed", None)
     if timed is not None:
         predictions, times = timed(images, top_k=top_k, max_pixels=max_pixels)
@@ -180,9 +172,9 @@ def _predict(predictor: PredictorLike, images: list[bytes], top_k: int, max_pixe
 
 
 def _result(index: int, meta: dict, pred: PredictionLike | Any, threshold: float | None,
-            version: str) -> dict:
+            version: str, failure: str) -> dict:
     if pred is None:
-        return error_result(index, meta, "internal error while classifying", version)
+        return error_result(index, meta, failure, version)
     error = getattr(pred, "error", None)  # core.predictor.ItemError: the image did not decode
     if error is not None:
         return error_result(index, meta, error, version)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
+from core.urls import url_problem
+
 MAX_REDIRECTS = 5
-MAX_URL_LENGTH = 2048
 REDIRECTS = (301, 302, 303, 307, 308)
 # Cloud metadata endpoints that are not covered by "not globally routable" everywhere.
 METADATA_ADDRESSES = {ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
@@ -25,22 +26,6 @@ METADATA_ADDRESSES = {ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
 
 class FetchError(Exception):
     """A per-item failure; the message is shown to the client."""
-
-
-def url_problem(url: str) -> str | None:
-    """Why a URL can never be fetched (checked at submit time), or None when it looks fine."""
-    if len(url) > MAX_URL_LENGTH:
-        return f"URL longer than {MAX_URL_LENGTH} characters"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        return f"malformed URL ({exc})"
-    if parts.scheme not in ("http", "https"):
-        return f"unsupported URL scheme {parts.scheme or '(none)'!r}; use http or https"
-    if not parts.hostname:
-        return "URL has no host"
-    return None
 
 
 def is_public(address: str) -> bool:

@@ -19,7 +19,7 @@ from core.checkpoint import load_checkpoint
 from core.export import cached_onnx
 from core.predictor import Predictor
 from core.settings import Settings
-from worker.registry import ModelRecord, ModelRegistry, RegistryError, checkpoint_metadata
+from store.registry import ModelRecord, ModelRegistry, RegistryError, checkpoint_metadata
 
 log = logging.getLogger(__name__)
 

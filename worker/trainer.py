@@ -25,9 +25,9 @@ from core.recipes import TrainConfig, recipe
 from core.runs import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, run_training
 from core.settings import Settings
 from core.training import TrainingCancelled, to_float
-from worker.datasets import FASHION_MNIST, DatasetStore
-from worker.registry import ModelRegistry, activation_decision
-from worker.trainjobs import TrainingStore
+from store.datasets import FASHION_MNIST, DatasetStore
+from store.registry import ModelRegistry, activation_decision
+from store.training import TrainingStore
 from worker.trainprogress import ProgressReporter
 
 log = logging.getLogger(__name__)

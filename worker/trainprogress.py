@@ -1,4 +1,4 @@
-"""A running training job's side of the liveness contract (worker.trainjobs): claim the job,
+"""A running training job's side of the liveness contract (store.training): claim the job,
 report progress at most every REPORT_INTERVAL_S (and at every epoch end) rather than per step,
 renew the lease from a thread while no steps run (data loading, evaluation, plots, export),
 and turn a requested cancel into `should_stop()` for core.training.
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import redis
 
-from worker.trainjobs import TrainingStore
+from store.training import TrainingStore
 
 log = logging.getLogger(__name__)
 

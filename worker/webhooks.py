@@ -13,8 +13,8 @@ import json
 
 import httpx
 
+from store.results import job_summary
 from worker.fetch import FetchError, pinned_request
-from worker.results import job_summary
 
 SIGNATURE_HEADER = "X-Signature"
 

@@ -19,11 +19,12 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from api.deps import SECURITY_OPENAPI, Services, authenticate, services_of
-from api.jobviews import MAX_WAIT_S, is_active, read_job_async, result_item
+from api.jobviews import MAX_WAIT_S, is_active, result_item
 from api.schemas import ClassifyPublic, ErrorBody
 from api.submission import check_idempotency_key, single_image_spec, submit
 from api.uploads import read_image_part
-from worker.results import job_summary
+from store.events import read_single
+from store.results import job_summary
 
 router = APIRouter(prefix="/v1", tags=["classify"])
 M = TypeVar("M", bound=BaseModel)
@@ -130,5 +131,5 @@ async def single_result(services: Services, job: dict[str, str], wait: float
         end = await completions.wait(job["id"], wait)
         if end is not None and end.record is not None and end.result is not None:
             return end.record, json.loads(end.result)  # answered by the announcement
-    job, raw, meta = await read_job_async(aredis, job["id"])
+    job, raw, meta = await read_single(aredis, job["id"])
     return job, None if is_active(job) or meta is None else result_item(0, meta, raw, job)

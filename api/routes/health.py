@@ -10,6 +10,7 @@ from api.deps import ServicesDep
 from api.errors import ApiError
 from api.metrics import render_metrics
 from api.schemas import ErrorBody, Health
+from store.workers import live_workers
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +25,7 @@ async def healthz() -> Health:
 def readyz(services: ServicesDep) -> Health:
     """Ready when Redis answers and at least one worker sent a heartbeat in the last 30 s."""
     try:
-        workers = services.store.live_workers()
+        workers = live_workers(services.store.r)
     except redis.RedisError as exc:
         raise ApiError(503, f"Redis is unreachable: {exc}", "not_ready") from exc
     if not workers:
@@ -34,5 +35,5 @@ def readyz(services: ServicesDep) -> Health:
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(services: ServicesDep) -> Response:
-    body, content_type = render_metrics(services.metrics, services.store)
+    body, content_type = render_metrics(services.metrics, services.store.r)
     return Response(body, media_type=content_type)

@@ -16,9 +16,9 @@ from api.deps import AsyncRedisDep, StoreDep, TenantDep
 from api.jobviews import job_or_404, public, result_item, visible
 from api.schemas import ErrorBody, ResultsPage
 from api.sse import event_stream, progress_events
-from worker.jobkeys import TERMINAL, done_key, job_key
-from worker.jobstore import JobStore, decode_hash
-from worker.results import RESULT_FIELDS
+from store.events import read_job, wait_job_ended
+from store.jobs import TERMINAL, JobStore
+from store.results import RESULT_FIELDS
 
 router = APIRouter(prefix="/v1/jobs", tags=["results"])
 
@@ -89,13 +89,13 @@ async def job_events(job_id: str, aredis: AsyncRedisDep, tenant: TenantDep
                      ) -> StreamingResponse:
     """Server-Sent Events: `progress` (the job) whenever it changes, then one `end` event
     with the final job, and the stream closes."""
-    visible(decode_hash(await aredis.hgetall(job_key(job_id))), tenant)
+    visible(await read_job(aredis, job_id), tenant)
     return event_stream(_events(aredis, job_id))
 
 
 def _events(aredis: aioredis.Redis, job_id: str) -> AsyncIterator[str]:
     async def read() -> tuple[str, bool] | None:
-        job = decode_hash(await aredis.hgetall(job_key(job_id)))
+        job = await read_job(aredis, job_id)
         return (public(job).model_dump_json(), job["status"] in TERMINAL) if job else None
 
-    return progress_events(aredis, read, done_key(job_id))
+    return progress_events(read, lambda timeout_s: wait_job_ended(aredis, job_id, timeout_s))

@@ -34,15 +34,9 @@ from api.trainingviews import (
     reaped,
     training_or_404,
 )
+from store.events import read_training, wait_training_ended
+from store.training import TERMINAL, TrainingStore, lease_expired
 from worker import names
-from worker.trainjobs import (
-    TERMINAL,
-    TrainingStore,
-    decode,
-    lease_expired,
-    training_done_key,
-    training_key,
-)
 
 router = APIRouter(prefix="/v1/training-jobs", tags=["training"])
 
@@ -122,7 +116,7 @@ async def training_events(job_id: str, _: AdminDep, aredis: AsyncRedisDep,
                           trainings: TrainingStoreDep) -> StreamingResponse:
     """Server-Sent Events: `progress` (the training job) whenever it changes (at most every
     0.5 s), then one `end` event with the final job, and the stream closes."""
-    if not await aredis.exists(training_key(job_id)):
+    if await read_training(aredis, job_id) is None:
         raise not_found("training job")
     return event_stream(_events(aredis, trainings, job_id))
 
@@ -130,10 +124,11 @@ async def training_events(job_id: str, _: AdminDep, aredis: AsyncRedisDep,
 def _events(aredis: aioredis.Redis, trainings: TrainingStore, job_id: str
             ) -> AsyncIterator[str]:
     async def read() -> tuple[str, bool] | None:
-        job = decode(await aredis.hgetall(training_key(job_id)))
+        job = await read_training(aredis, job_id)
         if job and lease_expired(job):  # its worker died: end it (the reaper), then report
             await run_in_threadpool(trainings.reap, job_id)
-            job = decode(await aredis.hgetall(training_key(job_id))) or job
+            job = await read_training(aredis, job_id) or job
         return (public_training(job).model_dump_json(), job["status"] in TERMINAL) if job else None
 
-    return progress_events(aredis, read, training_done_key(job_id))
+    return progress_events(
+        read, lambda timeout_s: wait_training_ended(aredis, job_id, timeout_s))

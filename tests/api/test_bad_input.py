@@ -10,9 +10,9 @@ import zipfile
 import pytest
 import redis
 
+from store import keys
 from tests.api.conftest import ALICE
 from tests.conftest import png_bytes
-from worker import jobkeys
 
 
 def zip_of(members: dict[str, bytes], method=zipfile.ZIP_DEFLATED) -> bytes:
@@ -30,7 +30,7 @@ def post_archive(client, data: bytes, name: str = "a.zip"):
 
 def item_metas(settings, job_id: str) -> list[dict]:
     r = redis.Redis.from_url(settings.redis_url)
-    return [json.loads(m) for m in r.lrange(jobkeys.items_key(job_id), 0, -1)]
+    return [json.loads(m) for m in r.lrange(keys.items_key(job_id), 0, -1)]
 
 
 def assert_error(response, status: int, code: str | None = None) -> str:

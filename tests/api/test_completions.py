@@ -12,9 +12,9 @@ import redis
 import redis.asyncio as aioredis
 
 from api.completions import ENDED_UNSEEN, CompletionListener
-from worker.jobkeys import DONE_CHANNEL, done_key, job_key
-from worker.jobstore import JobSpec, JobStore
-from worker.results import error_result
+from store.jobs import JobSpec, JobStore
+from store.keys import DONE_CHANNEL, done_key, job_key
+from store.results import error_result
 
 
 async def listening(redis_url: str, body):

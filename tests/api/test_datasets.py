@@ -7,9 +7,9 @@ import zipfile
 import pytest
 import redis
 
+from store.datasets import DatasetStore
 from tests.api.conftest import ALICE
 from tests.shapes import shapes_members, zip_bytes
-from worker.datasets import DatasetStore
 
 OPS = {"Authorization": "Bearer ops-key"}
 

@@ -19,9 +19,9 @@ import uvicorn
 from hypothesis import HealthCheck, settings
 
 from api.main import create_app
+from cli.redis_server import EmbeddedRedis, free_port
 from core.settings import Settings
-from worker.jobkeys import WORKERS_KEY
-from worker.redis_server import EmbeddedRedis, free_port
+from store.keys import WORKERS_KEY
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
 from schemathesis.checks import not_a_server_error  # noqa: E402

@@ -6,18 +6,18 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from cli.redis_server import free_port
 from core.settings import Settings
+from store.workers import heartbeat
 from tests.api.conftest import ALICE
 from tests.conftest import png_bytes
-from worker.jobstore import JobStore
-from worker.redis_server import free_port
 
 
 def test_liveness_and_readiness_follow_worker_heartbeats(client, settings):
     assert client.get("/healthz").json() == {"status": "ok", "redis": None, "workers": None}
     response = client.get("/readyz")
     assert response.status_code == 503 and response.json()["error"]["code"] == "not_ready"
-    JobStore(redis.Redis.from_url(settings.redis_url), 60).heartbeat("w1@host")
+    heartbeat(redis.Redis.from_url(settings.redis_url), "w1@host")
     assert client.get("/readyz").json() == {"status": "ok", "redis": True, "workers": 1}
 
 

@@ -10,12 +10,12 @@ import pytest
 import redis
 
 from core.models import SHIPPED_MODEL_PATH
+from store import keys
+from store.jobs import JobStore
+from store.registry import ModelRegistry
+from store.results import error_result
 from tests.api.conftest import ALICE
 from tests.conftest import png_bytes
-from worker import jobkeys
-from worker.jobstore import JobStore
-from worker.registry import ModelRegistry
-from worker.results import error_result
 
 
 def post_files(client, n: int, headers=ALICE, **data):
@@ -38,7 +38,7 @@ def test_files_job_is_queued_with_its_chunks(client, settings):
     message = json.loads(r.lindex("bulk", 0))
     assert message["headers"]["task"] == "tagger.classify_chunk"
     assert len(r.lindex("bulk", 0)) < 2000  # ids only: the images stay in Redis
-    metas = [json.loads(m) for m in r.lrange(jobkeys.items_key(job["id"]), 0, -1)]
+    metas = [json.loads(m) for m in r.lrange(keys.items_key(job["id"]), 0, -1)]
     assert [m["filename"] for m in metas] == [f"img{i}.png" for i in range(9)]
 
 

@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.main import create_app
+from cli.redis_server import free_port
 from core.logs import JsonFormatter, job_context
 from core.settings import Settings
+from store.metrics import ChunkStats, record_chunk
 from tests.api.conftest import ALICE
 from tests.conftest import png_bytes
-from worker.metrics import ChunkStats, record_chunk
-from worker.redis_server import free_port
 
 Samples = dict[tuple[str, frozenset], float]
 

@@ -7,8 +7,8 @@ import redis
 
 from api.schemas_training import ARCHITECTURE_NAMES
 from core.models import SHIPPED_MODEL_PATH
+from store.registry import ModelRegistry
 from tests.api.conftest import ALICE
-from worker.registry import ModelRegistry
 
 OPS = {"Authorization": "Bearer ops-key"}
 SHIPPED = SHIPPED_MODEL_PATH.read_bytes()

@@ -10,11 +10,11 @@ import pytest
 import redis
 
 from core.models import SHIPPED_MODEL_PATH
+from store.datasets import DatasetStore
+from store.registry import ModelRegistry
+from store.training import DEFAULT_LEASE_S, REDELIVERY_S, TrainingStore
 from tests.api.conftest import ALICE
 from tests.conftest import png_bytes
-from worker.datasets import DatasetStore
-from worker.registry import ModelRegistry
-from worker.trainjobs import DEFAULT_LEASE_S, REDELIVERY_S, TrainingStore
 
 OPS = {"Authorization": "Bearer ops-key"}
 QUICK = {"max_train_items": 300, "epochs": 1}

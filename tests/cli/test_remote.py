@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from cli.client import TaggerClient, TaggerError, parse_sse
 from cli.main import app
+from cli.redis_server import free_port
 from cli.remote import run_remote_training
 from core.settings import get_settings
 from tests.conftest import png_bytes
-from worker.redis_server import free_port
 
 runner = CliRunner()
 

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from cli.stack import DEFAULT_QUEUES
 from core.settings import Settings
+from store.keys import WORKERS_KEY
 from tests.conftest import E2E_DB, E2E_PRIVATE_BLOCKED_DB
-from worker.jobkeys import WORKERS_KEY
 
 SECRET = "e2e-webhook-secret"
 KEYS = "alice-key:alice,bob-key:bob"

@@ -12,10 +12,10 @@ import httpx
 import pytest
 import redis
 
+from cli.redis_server import free_port
 from cli.stack import DEFAULT_QUEUES
+from store.keys import WORKERS_KEY
 from worker import names
-from worker.jobkeys import WORKERS_KEY
-from worker.redis_server import free_port
 
 pytest.importorskip("flower", reason="flower is not installed (pip install -e '.[dev]')")
 

@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from cli.stack import INFERENCE_QUEUES, TRAINING_QUEUES
 from core.settings import Settings
+from store.keys import WORKERS_KEY
 from tests.conftest import E2E_TRAINING_DB, png_bytes
 from tests.e2e.conftest import ALICE, TERMINAL, all_results, stop, wait_done
 from tests.shapes import SHAPES, shape_png, shapes_members, zip_bytes
-from worker.jobkeys import WORKERS_KEY
 
 OPS = {"Authorization": "Bearer ops-key"}
 SWITCH_BUDGET_S = 2.0  # the issue: a new job sees an activation within 2 seconds

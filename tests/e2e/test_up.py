@@ -14,10 +14,10 @@ import httpx
 import pytest
 import typer
 
+from cli.redis_server import free_port
 from cli.stack import check_bind
 from core.settings import Settings
 from tests.conftest import png_bytes
-from worker.redis_server import free_port
 
 # The stack commands on their own Typer app: independent of how cli/main.py wires them.
 UP = ("import typer; from cli import stack; app = typer.Typer(); stack.register(app); app()")

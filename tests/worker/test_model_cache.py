@@ -9,8 +9,8 @@ import redis
 
 from core.models import SHIPPED_MODEL_PATH
 from core.settings import Settings
+from store.registry import ModelRegistry
 from tests.conftest import png_bytes
-from worker.registry import ModelRegistry
 
 SHIPPED = SHIPPED_MODEL_PATH.read_bytes()
 

@@ -1,7 +1,5 @@
 """Writing a job's items into the store chunk by chunk, and enqueueing each chunk as soon as it
 is stored: workers start on the first chunk while the rest of an upload is still being read.
-
-Torch-free; used by the API.
 """
 
 from __future__ import annotations
@@ -11,8 +9,8 @@ from typing import Any
 
 from celery import Celery
 
+from store.jobs import JobSpec, JobStore, NewJob
 from worker import names
-from worker.jobstore import JobSpec, JobStore, NewJob
 
 
 class JobWriter:

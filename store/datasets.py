@@ -1,14 +1,9 @@
 """Labelled datasets uploaded by merchants (POST /v1/datasets), stored in Redis for training.
 
-Torch-free: the API writes a dataset after validating it (api/datasets.py), the training worker
-reads it back. The original image bytes are kept, so training preprocesses them exactly as
-served photos are (core.preprocessing via core.data.load_image_folder). Datasets do not
-expire: training jobs and the models made from them refer to them by id.
-
-    tagger:datasets               zset    id scored by creation time (listing)
-    tagger:dataset:{id}           hash    id, name, tenant, created_at, labels (JSON, sorted),
-                                          counts (JSON, per label), total, size_bytes
-    tagger:dataset:{id}:images    hash    "{label index}:{n}" -> image bytes
+The API writes a dataset after validating it (api/datasets.py), the training worker reads it
+back. The original image bytes are kept, so training preprocesses them exactly as served
+photos are (core.preprocessing via core.data.load_image_folder). Datasets do not expire:
+training jobs and the models made from them refer to them by id. Key layout: store.keys.
 """
 
 from __future__ import annotations
@@ -22,20 +17,12 @@ from typing import Any
 
 import redis
 
-from worker.jobkeys import PREFIX, now_iso
+from store.keys import DATASETS_KEY, dataset_images_key, dataset_key
+from store.records import decode_hash, now_iso
 
-DATASETS_KEY = f"{PREFIX}:datasets"
 ID_PATTERN = re.compile(r"ds-[0-9a-f]{12}")
 FASHION_MNIST = "fashion-mnist"  # the built-in dataset's name where a dataset id may go
 WRITE_BATCH = 256  # images per HSET: bounded command size for big datasets
-
-
-def dataset_key(dataset_id: str) -> str:
-    return f"{PREFIX}:dataset:{dataset_id}"
-
-
-def images_key(dataset_id: str) -> str:
-    return f"{dataset_key(dataset_id)}:images"
 
 
 def is_dataset_id(name: str) -> bool:
@@ -63,7 +50,7 @@ class DatasetStore:
         with self.r.pipeline() as pipe:
             for start in range(0, len(names), WRITE_BATCH):
                 batch = names[start:start + WRITE_BATCH]
-                pipe.hset(images_key(dataset_id), mapping={n: fields[n] for n in batch})
+                pipe.hset(dataset_images_key(dataset_id), mapping={n: fields[n] for n in batch})
             pipe.hset(dataset_key(dataset_id), mapping=record)
             pipe.zadd(DATASETS_KEY, {dataset_id: time.time()})
             pipe.execute()
@@ -73,7 +60,7 @@ class DatasetStore:
         if not is_dataset_id(dataset_id):
             return None
         raw = self.r.hgetall(dataset_key(dataset_id))
-        return dataset_summary({k.decode(): v.decode() for k, v in raw.items()}) if raw else None
+        return dataset_summary(decode_hash(raw)) if raw else None
 
     def list_datasets(self, limit: int) -> list[dict[str, Any]]:
         """Newest first."""
@@ -83,7 +70,7 @@ class DatasetStore:
 
     def iter_images(self, dataset_id: str) -> Iterator[tuple[int, int, bytes]]:
         """(label index, n, bytes) for every image, streamed (HSCAN) rather than in one reply."""
-        for name, data in self.r.hscan_iter(images_key(dataset_id), count=WRITE_BATCH):
+        for name, data in self.r.hscan_iter(dataset_images_key(dataset_id), count=WRITE_BATCH):
             label, n = name.decode().split(":")
             yield int(label), int(n), data
 

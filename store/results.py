@@ -1,17 +1,19 @@
-"""Result items, the shape DESIGN.md fixes for clients:
+"""Result items, the shape docs/DESIGN.md fixes for clients:
 
     {"index": 0, "item_id": "SKU-123", "filename": "a.jpg", "status": "ok", "label": "Sneaker",
      "label_index": 7, "confidence": 0.97, "top_k": [{"label": "Sneaker", "score": 0.97}, ...],
      "needs_review": false, "model_version": "...", "error": null}
 
-Built here as plain dicts (stored as JSON in Redis); torch-free so the API can build the
-`skipped` items of a cancelled job from the same code.
+Built here as plain dicts (stored as JSON in Redis, one per item index): the workers write
+them, and the API builds the `skipped` items of a cancelled job from the same code.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+# The job counter each item status adds to (store.jobs counts them as results are written).
+COUNTERS = {"ok": "done", "error": "failed", "skipped": "skipped"}
 RESULT_FIELDS = ("index", "item_id", "filename", "status", "label", "label_index", "confidence",
                  "top_k", "needs_review", "model_version", "error")
 

@@ -8,8 +8,7 @@ import pytest
 import redis
 
 from core.models import SHIPPED_MODEL_PATH
-from worker.jobstore import JobSpec, JobStore
-from worker.registry import (
+from store.registry import (
     METADATA_KEY,
     ModelRecord,
     ModelRegistry,
@@ -75,22 +74,6 @@ def test_unknown_or_malformed_versions(registry: ModelRegistry, name: str):
     assert not registry.activate(name) and registry.active() == "v1"
     assert registry.get(name) is None and not registry.exists(name)
     assert registry.checkpoint(name) is None
-
-
-def test_a_job_keeps_the_version_its_first_chunk_resolved(registry: ModelRegistry):
-    store = JobStore(registry.r, 600)
-    spec = JobSpec(tenant="t", kind="bulk", source="files", queue="bulk", chunk_size=2)
-    unpinned = store.create_job(spec).job_id
-    pinned = store.create_job(JobSpec(**{**spec.__dict__, "model": "v1"})).job_id
-    assert registry.claim_for_job(unpinned) == (True, None)  # nothing registered yet
-    registry.register(SHIPPED, "seed", only_if_empty=True)
-    registry.activate(registry.register(SHIPPED, "t"))  # v2 active
-    assert registry.claim_for_job(unpinned) == (True, "v2")
-    assert registry.claim_for_job(pinned) == (True, "v1")
-    registry.activate("v1")
-    assert registry.claim_for_job(unpinned) == (True, "v2")  # fixed by its first chunk
-    assert store.get_job(unpinned)["model_version"] == "v2"
-    assert registry.claim_for_job("no-such-job") == (False, None)
 
 
 def record(version: str, labels: list[str], accuracy: float | None) -> ModelRecord:

@@ -1,7 +1,8 @@
-"""The job store: jobs, their inputs and their results in Redis (key layout: worker.jobkeys).
+"""The job store: jobs, their inputs and their results in Redis (key layout: store.keys).
 
-Torch-free: the API imports it. Every state change that must be atomic is a Lua script
-(worker.jobscripts); everything else is pipelined, one round trip per chunk.
+The API creates jobs and reads them; workers start chunks, read their inputs and record their
+results. Every state change that must be atomic is a Lua script (store/lua); everything else
+is pipelined, one round trip per chunk.
 """
 
 from __future__ import annotations
@@ -15,21 +16,27 @@ from typing import Any
 
 import redis
 
-from worker import jobscripts
-from worker.connection import run_scripts
-from worker.jobkeys import (
-    HEARTBEAT_TTL_S,
-    WORKERS_KEY,
+from store import scripts
+from store.keys import (
+    ACTIVE_MODEL_KEY,
+    DONE_CHANNEL,
+    METRICS_JOBS_ACTIVE_KEY,
+    METRICS_JOBS_KEY,
     done_key,
     idempotency_key,
     input_key,
     items_key,
     job_key,
-    now_iso,
     results_key,
     tenant_jobs_key,
 )
-from worker.metrics import JOBS_ACTIVE_KEY, JOBS_KEY
+from store.records import decode_hash, now_iso
+from store.results import COUNTERS
+
+ACTIVE = ("queued", "running")
+TERMINAL = ("succeeded", "failed", "cancelled")
+# Every script that changes a job's state also counts the transition for /metrics.
+_COUNTS = (METRICS_JOBS_KEY, METRICS_JOBS_ACTIVE_KEY)
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ class JobSpec:
     top_k: int = 3
     review_threshold: float | None = None
     callback_url: str | None = None
-    model: str | None = None  # a requested model version (the registry comes later)
+    model: str | None = None  # a pinned model version; None = the active one at start
 
 
 @dataclass(frozen=True)
@@ -55,23 +62,34 @@ class NewJob:
     record: dict[str, Any]  # the job hash as created (written by create_job or add_chunk)
 
 
-def decode_hash(raw: dict[bytes, bytes] | Sequence[bytes]) -> dict[str, str]:
-    """HGETALL (a dict, or the flat list a script returns) -> str dict."""
-    if not isinstance(raw, dict):
-        raw = dict(zip(raw[::2], raw[1::2], strict=True))
-    return {k.decode(): v.decode() for k, v in raw.items()}
+@dataclass(frozen=True)
+class StartedChunk:
+    """A chunk a worker may process: its job's record and this attempt's number (0 when the
+    job needs a model version and none is registered yet: nothing was started)."""
+
+    job: dict[str, str]
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ChunkInputs:
+    metas: list[dict]  # the chunk's item metadata, in index order
+    written: list[bytes | None]  # per item: its result if one is already stored (a re-run)
+    images: dict[int, bytes]  # item index -> uploaded image bytes
 
 
 class JobStore:
     def __init__(self, client: redis.Redis, ttl_s: int) -> None:
         self.r = client  # binary client: inputs are raw image bytes
         self.ttl_s = ttl_s
-        self._record = client.register_script(jobscripts.RECORD_RESULTS)
-        self._start = client.register_script(jobscripts.START_CHUNK)
-        self._seal = client.register_script(jobscripts.SEAL)
-        self._cancel = client.register_script(jobscripts.CANCEL)
-        self._set_field = client.register_script(jobscripts.SET_FIELD)
-        self._discard = client.register_script(jobscripts.DISCARD)
+        finishing = ("count_transition", "announce_end", "finish_job")
+        self._record = scripts.register(client, "record_results", finishing)
+        self._seal = scripts.register(client, "seal_job", finishing)
+        self._start = scripts.register(client, "start_chunk", ("count_transition",))
+        self._cancel = scripts.register(client, "cancel_job",
+                                        ("count_transition", "announce_end"))
+        self._discard = scripts.register(client, "discard_job", ("count_transition",))
+        self._set_field = scripts.register(client, "set_job_field")
 
     # -- creating a job (API) -------------------------------------------------------------
 
@@ -117,8 +135,8 @@ class JobStore:
         pipe.zadd(index, {job_id: created})
         pipe.zremrangebyscore(index, "-inf", created - self.ttl_s)  # jobs that have expired
         pipe.expire(index, self.ttl_s)
-        pipe.hincrby(JOBS_KEY, "queued", 1)  # /metrics: jobs by state (worker.metrics)
-        pipe.hincrby(JOBS_ACTIVE_KEY, "queued", 1)
+        pipe.hincrby(METRICS_JOBS_KEY, "queued", 1)
+        pipe.hincrby(METRICS_JOBS_ACTIVE_KEY, "queued", 1)
 
     def add_chunk(self, job_id: str, chunk: int, metas: Sequence[dict[str, Any]],
                   inputs: dict[int, bytes], expire_at: int,
@@ -154,14 +172,14 @@ class JobStore:
 
     def seal(self, job_id: str, total: int, chunks: int) -> bool:
         """All items are written; True if that finished the job (workers were faster)."""
-        args = [total, chunks, now_iso()]
-        return self._seal(keys=[job_key(job_id), done_key(job_id)], args=args) == 1
+        keys = [job_key(job_id), done_key(job_id), *_COUNTS]
+        return self._seal(keys=keys, args=[total, chunks, now_iso(), DONE_CHANNEL]) == 1
 
     def discard(self, job_id: str, tenant: str, chunks: int) -> None:
         """Remove a job that failed validation half-way (its queued chunks find nothing)."""
         keys = [job_key(job_id), items_key(job_id), results_key(job_id), done_key(job_id)]
         keys += [input_key(job_id, c) for c in range(chunks)]
-        self._discard(keys=[*keys, tenant_jobs_key(tenant)], args=[job_id])
+        self._discard(keys=[*_COUNTS, tenant_jobs_key(tenant), *keys], args=[job_id])
 
     def release_idempotency(self, tenant: str, key: str) -> None:
         self.r.delete(idempotency_key(tenant, key))
@@ -204,46 +222,30 @@ class JobStore:
 
     def cancel(self, job_id: str) -> int:
         """-1 no such job, 0 already finished, 1 cancelled now (then the inputs are dropped)."""
-        outcome = self._cancel(keys=[job_key(job_id), done_key(job_id)],
-                               args=[now_iso()])
+        outcome = self._cancel(keys=[job_key(job_id), done_key(job_id), *_COUNTS],
+                               args=[now_iso(), DONE_CHANNEL])
         if outcome == 1:
             chunks = int(self.r.hget(job_key(job_id), "chunks") or 0)
             if chunks:
                 self.r.delete(*[input_key(job_id, c) for c in range(chunks)])
         return int(outcome)
 
-    def queue_depths(self, queues: Sequence[str]) -> dict[str, int]:
-        """Tasks waiting per Celery queue (kombu's Redis transport: one list per queue)."""
-        with self.r.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                pipe.llen(queue)
-            return dict(zip(queues, pipe.execute(), strict=True))
-
-    def live_workers(self) -> int:
-        return int(self.r.zcount(WORKERS_KEY, time.time() - HEARTBEAT_TTL_S, "+inf"))
-
     # -- processing (workers) ------------------------------------------------------------
 
-    def start_chunk(self, job_id: str, chunk: int | None, model_version: str
-                    ) -> tuple[dict[str, str], int]:
-        """Mark the job running; returns its record ({} if gone) and this attempt's number."""
-        return self.start_chunks([(job_id, chunk, model_version)])[0]
+    def start_chunks(self, chunks: Sequence[tuple[str, int | None]]) -> list[StartedChunk]:
+        """For each (job_id, chunk), in one round trip: fix the job's model version (its pinned
+        one, else the active one) if no chunk has yet, mark the job running, count this
+        attempt (chunk None: not counted). A gone job's record is {}."""
+        replies = scripts.run_scripts(self.r, [
+            (self._start, [job_key(job_id), ACTIVE_MODEL_KEY, *_COUNTS],
+             [now_iso(), f"attempts:{chunk}" if chunk is not None else ""])
+            for job_id, chunk in chunks])
+        return [StartedChunk(decode_hash(reply[1]), int(reply[0])) if reply
+                else StartedChunk({}, 0) for reply in replies]
 
-    def start_chunks(self, chunks: Sequence[tuple[str, int | None, str]]
-                     ) -> list[tuple[dict[str, str], int]]:
-        """start_chunk for several (job_id, chunk, model_version) in one round trip."""
-        replies = run_scripts(self.r, [
-            (self._start, [job_key(job_id)],
-             [now_iso(), model_version, f"attempts:{chunk}" if chunk is not None else ""])
-            for job_id, chunk, model_version in chunks])
-        return [(decode_hash(reply[1]), int(reply[0])) if reply else ({}, 0)
-                for reply in replies]
-
-    def chunks_inputs(self, chunks: Sequence[tuple[str, int, int]]
-                      ) -> list[tuple[list[dict], list[bytes | None], dict[int, bytes]]]:
+    def chunks_inputs(self, chunks: Sequence[tuple[str, int, int]]) -> list[ChunkInputs]:
         """For each (job_id, chunk, chunk_size), in one round trip: the chunk's item metadata,
-        the results already written (a re-run chunk skips those) and its image bytes by item
-        index."""
+        the results already written (a re-run chunk skips those) and its image bytes."""
         with self.r.pipeline(transaction=False) as pipe:
             for job_id, chunk, chunk_size in chunks:
                 start = chunk * chunk_size
@@ -254,8 +256,8 @@ class JobStore:
         out = []
         for n in range(len(chunks)):
             metas, written, inputs = replies[3 * n:3 * n + 3]
-            out.append(([json.loads(m) for m in metas], written[:len(metas)],
-                        {int(k): v for k, v in inputs.items()}))
+            out.append(ChunkInputs([json.loads(m) for m in metas], written[:len(metas)],
+                                   {int(k): v for k, v in inputs.items()}))
         return out
 
     def record_results(self, job_id: str, chunk: int | None,
@@ -270,26 +272,14 @@ class JobStore:
         """record_results for several chunks in one round trip (one atomic script each)."""
         calls = []
         for job_id, chunk, results in chunks:
-            args: list[Any] = [now_iso()]
+            args: list[Any] = [now_iso(), DONE_CHANNEL]
             for item in results:
                 args += [item["index"], COUNTERS[item["status"]], json.dumps(item)]
             keys = [job_key(job_id), results_key(job_id),
-                    input_key(job_id, chunk) if chunk is not None else "", done_key(job_id)]
+                    input_key(job_id, chunk) if chunk is not None else "", done_key(job_id),
+                    *_COUNTS]
             calls.append((self._record, keys, args))
-        return [int(reply) for reply in run_scripts(self.r, calls)]
+        return [int(reply) for reply in scripts.run_scripts(self.r, calls)]
 
     def set_field(self, job_id: str, field: str, value: str) -> None:
         self._set_field(keys=[job_key(job_id)], args=[field, value])
-
-    def heartbeat(self, hostname: str) -> None:
-        with self.r.pipeline() as pipe:
-            pipe.zadd(WORKERS_KEY, {hostname: time.time()})
-            pipe.zremrangebyscore(WORKERS_KEY, "-inf", time.time() - 10 * HEARTBEAT_TTL_S)
-            pipe.expire(WORKERS_KEY, 2 * HEARTBEAT_TTL_S)
-            pipe.execute()
-
-    def worker_gone(self, hostname: str) -> None:
-        self.r.zrem(WORKERS_KEY, hostname)
-
-
-COUNTERS = {"ok": "done", "error": "failed", "skipped": "skipped"}

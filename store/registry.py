@@ -1,21 +1,8 @@
 """The model registry: immutable model versions in Redis, and which one is active.
 
-Torch-free: the API imports it (a checkpoint's metadata is read from the safetensors header
-with json/struct only; core.checkpoint imports torch). Key layout; nothing here expires,
-versions are kept for rollback:
-
-    tagger:models:seq             string  INCR counter: version n is named "v{n}"
-    tagger:models                 zset    version -> n (listing order)
-    tagger:models:active          string  the version new jobs are served with
-    tagger:models:activations     list    JSON {version, at}, newest first (the last 100)
-    tagger:model:{v}              hash    version, registered_at, source, size_bytes, meta (JSON:
-                                          the checkpoint's own metadata: arch, labels, metrics)
-    tagger:model:{v}:safetensors  string  the checkpoint (~1.2 MB for `default`)
-    tagger:model:{v}:onnx         string  the same model as ONNX (set once, SET NX)
-
-A version appears all at once (one script writes bytes, record and index), so no reader ever
-sees a half-registered model. The scripts build model keys from the version they allocate,
-which is fine on a single Redis (not Redis Cluster).
+A checkpoint's metadata is read from the safetensors header with json/struct only (torch-free;
+core.checkpoint, which imports torch, reads the same header). Nothing here expires: versions
+are kept for rollback. Key layout: store.keys.
 """
 
 from __future__ import annotations
@@ -23,21 +10,24 @@ from __future__ import annotations
 import json
 import re
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from worker import registryscripts
-from worker.connection import run_scripts
-from worker.jobkeys import PREFIX, job_key, now_iso
+from store import scripts
+from store.keys import (
+    ACTIVATIONS_KEY,
+    ACTIVE_MODEL_KEY,
+    MODEL_PREFIX,
+    MODELS_INDEX_KEY,
+    MODELS_SEQ_KEY,
+    checkpoint_key,
+    model_key,
+    onnx_key,
+)
+from store.records import decode_hash, now_iso
 
-SEQ_KEY = f"{PREFIX}:models:seq"
-INDEX_KEY = f"{PREFIX}:models"
-ACTIVE_KEY = f"{PREFIX}:models:active"
-ACTIVATIONS_KEY = f"{PREFIX}:models:activations"
-MODEL_PREFIX = f"{PREFIX}:model:"
 # Same key as core.checkpoint.METADATA_KEY (that module imports torch); a test keeps them equal.
 METADATA_KEY = "fashion_tagger"
 VERSION_PATTERN = re.compile(r"v[1-9][0-9]{0,8}")
@@ -46,10 +36,6 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 
 class RegistryError(ValueError):
     """Bytes that are not a fashion-tagger checkpoint."""
-
-
-def model_key(version: str) -> str:
-    return f"{MODEL_PREFIX}{version}"
 
 
 def is_version(name: str) -> bool:
@@ -97,7 +83,7 @@ class ModelRecord:
 
 
 def _record(raw: dict[bytes, bytes], has_onnx: bool) -> ModelRecord:
-    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    fields = decode_hash(raw)
     return ModelRecord(version=fields["version"], registered_at=fields["registered_at"],
                        source=fields["source"], size_bytes=int(fields["size_bytes"]),
                        meta=json.loads(fields["meta"]), has_onnx=has_onnx)
@@ -106,9 +92,8 @@ def _record(raw: dict[bytes, bytes], has_onnx: bool) -> ModelRecord:
 class ModelRegistry:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client  # binary client: checkpoints are bytes
-        self._register = client.register_script(registryscripts.REGISTER)
-        self._activate = client.register_script(registryscripts.ACTIVATE)
-        self._claim = client.register_script(registryscripts.CLAIM_FOR_JOB)
+        self._register = scripts.register(client, "register_model")
+        self._activate = scripts.register(client, "activate_model")
 
     # -- writing (workers; activation also from the API) ---------------------------------
 
@@ -117,12 +102,13 @@ class ModelRegistry:
         """Add a version (atomically: bytes, record, index); returns its name. With
         `only_if_empty`, only when the registry has no version yet (else None), and the new
         version becomes active: the race-free seed of an empty registry."""
-        if only_if_empty and self.r.zcard(INDEX_KEY):
+        if only_if_empty and self.r.zcard(MODELS_INDEX_KEY):
             return None  # the common case, without parsing anything; the script re-checks
         meta = checkpoint_metadata(checkpoint)
         args = [MODEL_PREFIX, int(only_if_empty), int(only_if_empty), now_iso(), source,
                 len(checkpoint), json.dumps(meta), checkpoint, onnx or b""]
-        version = self._register(keys=[SEQ_KEY, INDEX_KEY, ACTIVE_KEY], args=args)
+        version = self._register(keys=[MODELS_SEQ_KEY, MODELS_INDEX_KEY, ACTIVE_MODEL_KEY],
+                                 args=args)
         return version.decode() if version else None
 
     def activate(self, version: str) -> bool:
@@ -130,17 +116,17 @@ class ModelRegistry:
         if not is_version(version):
             return False
         entry = json.dumps({"version": version, "at": now_iso()})
-        keys = [model_key(version), ACTIVE_KEY, ACTIVATIONS_KEY]
+        keys = [model_key(version), ACTIVE_MODEL_KEY, ACTIVATIONS_KEY]
         return self._activate(keys=keys, args=[version, entry]) == 1
 
     def put_onnx(self, version: str, data: bytes) -> bool:
         """Store the ONNX export once (a version is immutable: the first writer wins)."""
-        return bool(self.r.set(f"{model_key(version)}:onnx", data, nx=True))
+        return bool(self.r.set(onnx_key(version), data, nx=True))
 
     # -- reading ---------------------------------------------------------------------------
 
     def active(self) -> str | None:
-        value = self.r.get(ACTIVE_KEY)
+        value = self.r.get(ACTIVE_MODEL_KEY)
         return value.decode() if value else None
 
     def exists(self, version: str) -> bool:
@@ -151,39 +137,26 @@ class ModelRegistry:
             return None
         with self.r.pipeline(transaction=False) as pipe:
             pipe.hgetall(model_key(version))
-            pipe.exists(f"{model_key(version)}:onnx")
+            pipe.exists(onnx_key(version))
             raw, has_onnx = pipe.execute()
         return _record(raw, bool(has_onnx)) if raw else None
 
     def list_versions(self) -> list[ModelRecord]:
         """Every version, oldest first."""
-        versions = [v.decode() for v in self.r.zrange(INDEX_KEY, 0, -1)]
+        versions = [v.decode() for v in self.r.zrange(MODELS_INDEX_KEY, 0, -1)]
         with self.r.pipeline(transaction=False) as pipe:
             for version in versions:
                 pipe.hgetall(model_key(version))
-                pipe.exists(f"{model_key(version)}:onnx")
+                pipe.exists(onnx_key(version))
             replies = pipe.execute()
         return [_record(raw, bool(onnx)) for raw, onnx in zip(replies[::2], replies[1::2],
                                                               strict=True) if raw]
 
     def checkpoint(self, version: str) -> bytes | None:
-        return self.r.get(f"{model_key(version)}:safetensors") if is_version(version) else None
+        return self.r.get(checkpoint_key(version)) if is_version(version) else None
 
     def onnx(self, version: str) -> bytes | None:
-        return self.r.get(f"{model_key(version)}:onnx") if is_version(version) else None
-
-    def claim_for_job(self, job_id: str) -> tuple[bool, str | None]:
-        """The version a job is served with: (job exists, version or None if none is
-        registered). The first chunk to ask fixes it in the job record (its pinned `model`,
-        else the version active now), so every chunk of a job uses one version."""
-        return self.claim_for_jobs([job_id])[0]
-
-    def claim_for_jobs(self, job_ids: Sequence[str]) -> list[tuple[bool, str | None]]:
-        """claim_for_job for several jobs in one round trip."""
-        replies = run_scripts(self.r, [(self._claim, [job_key(job_id), ACTIVE_KEY], [])
-                                       for job_id in job_ids])
-        return [(bool(found), (version.decode() or None) if isinstance(version, bytes) else None)
-                for found, version in replies]
+        return self.r.get(onnx_key(version)) if is_version(version) else None
 
 
 def activation_decision(policy: str, new: ModelRecord, active: ModelRecord | None

@@ -7,11 +7,14 @@ import threading
 import pytest
 import redis
 
-from worker import jobkeys
-from worker.jobstore import JobSpec, JobStore
-from worker.results import error_result, skipped_result
+from core.models import SHIPPED_MODEL_PATH
+from store import keys
+from store.jobs import JobSpec, JobStore, StartedChunk
+from store.registry import ModelRegistry
+from store.results import error_result, skipped_result
 
 TTL = 3600
+SHIPPED = SHIPPED_MODEL_PATH.read_bytes()
 
 
 @pytest.fixture
@@ -20,9 +23,9 @@ def store(redis_url: str) -> JobStore:
 
 
 def make_job(store: JobStore, n: int = 5, chunk_size: int = 2, tenant: str = "t1",
-             idempotency: str | None = None) -> str:
+             idempotency: str | None = None, model: str | None = None) -> str:
     spec = JobSpec(tenant=tenant, kind="bulk", source="files", queue="bulk",
-                   chunk_size=chunk_size)
+                   chunk_size=chunk_size, model=model)
     new = store.create_job(spec, idempotency)
     for chunk, start in enumerate(range(0, n, chunk_size)):
         indices = range(start, min(n, start + chunk_size))
@@ -41,7 +44,7 @@ def results(indices, status: str = "error") -> list[dict]:
 def test_every_key_gets_the_job_ttl(store: JobStore):
     job_id = make_job(store, idempotency="abc")
     store.record_results(job_id, 0, results([0, 1]))
-    # tagger:metrics:* are counters for /metrics (worker.metrics): they never expire.
+    # tagger:metrics:* are counters for /metrics (store.metrics): they never expire.
     keys = [k for k in store.r.keys("tagger:*") if not k.startswith(b"tagger:metrics:")]
     assert len(keys) >= 6  # job, items, inputs, results, tenant index, idempotency key
     for key in keys:
@@ -54,12 +57,12 @@ def test_recording_a_chunk_twice_counts_each_item_once(store: JobStore):
     assert store.record_results(job_id, 0, results([0, 1])) == 0  # a redelivered chunk
     job = store.get_job(job_id)
     assert (job["failed"], job["status"]) == ("2", "queued")
-    assert store.r.exists(jobkeys.input_key(job_id, 0)) == 0  # inputs dropped once written
+    assert store.r.exists(keys.input_key(job_id, 0)) == 0  # inputs dropped once written
     assert store.record_results(job_id, 1, results([2])) == 1  # the last item finishes it
     assert store.record_results(job_id, 1, results([2])) == 0  # ...exactly once
     job = store.get_job(job_id)
     assert (job["failed"], job["status"]) == ("3", "failed")  # every item failed
-    assert store.r.lrange(jobkeys.done_key(job_id), 0, -1) == [b"failed"]
+    assert store.r.lrange(keys.done_key(job_id), 0, -1) == [b"failed"]
     assert job["finished_at"]
 
 
@@ -78,7 +81,7 @@ def test_concurrent_writers_never_double_count(store: JobStore):
         t.join()
     assert sorted(finished) == [0, 0, 0, 1]
     assert store.get_job(job_id)["failed"] == "200"
-    assert store.r.hlen(jobkeys.results_key(job_id)) == 200
+    assert store.r.hlen(keys.results_key(job_id)) == 200
 
 
 def test_a_job_is_not_finished_before_it_is_sealed(store: JobStore):
@@ -95,7 +98,7 @@ def test_cancel_skips_and_is_final(store: JobStore):
     job_id = make_job(store, n=4, chunk_size=2)
     store.record_results(job_id, 0, results([0, 1]))
     assert store.cancel(job_id) == 1
-    assert store.r.exists(jobkeys.input_key(job_id, 1)) == 0  # unprocessed inputs dropped
+    assert store.r.exists(keys.input_key(job_id, 1)) == 0  # unprocessed inputs dropped
     assert store.cancel(job_id) == 0
     assert store.cancel("nope") == -1
     # A worker reaching the remaining chunk records skipped items; the job stays cancelled.
@@ -104,12 +107,29 @@ def test_cancel_skips_and_is_final(store: JobStore):
     assert (job["status"], job["skipped"], job["failed"]) == ("cancelled", "2", "2")
 
 
-def test_start_chunk_marks_running_and_counts_attempts(store: JobStore):
+def test_starting_a_chunk_marks_running_and_counts_attempts(store: JobStore):
     job_id = make_job(store)
-    job, attempt = store.start_chunk(job_id, 1, "v9")
-    assert (job["status"], job["model_version"], attempt) == ("running", "v9", 1)
-    assert store.start_chunk(job_id, 1, "v9")[1] == 2
-    assert store.start_chunk("missing", 0, "v9") == ({}, 0)
+    store.r.set(keys.ACTIVE_MODEL_KEY, "v9")
+    (started,) = store.start_chunks([(job_id, 1)])
+    assert (started.job["status"], started.job["model_version"], started.attempt) == (
+        "running", "v9", 1)
+    assert store.start_chunks([(job_id, 1)])[0].attempt == 2
+    assert store.start_chunks([("missing", 0)])[0] == StartedChunk({}, 0)
+
+
+def test_a_job_keeps_the_version_its_first_chunk_fixed(store: JobStore):
+    registry = ModelRegistry(store.r)
+    unpinned, pinned = make_job(store), make_job(store, model="v1")
+    (nothing,) = store.start_chunks([(unpinned, 0)])  # nothing registered yet: not started
+    assert nothing.attempt == 0 and nothing.job["status"] == "queued"
+    assert nothing.job["model_version"] == "" and "attempts:0" not in nothing.job
+    registry.register(SHIPPED, "seed", only_if_empty=True)
+    registry.activate(registry.register(SHIPPED, "t"))  # v2 active
+    first, other = store.start_chunks([(unpinned, 0), (pinned, 0)])
+    assert (first.job["model_version"], other.job["model_version"]) == ("v2", "v1")
+    registry.activate("v1")
+    (later,) = store.start_chunks([(unpinned, 1)])
+    assert later.job["model_version"] == "v2"  # fixed by its first chunk: never mixed
 
 
 def test_idempotency_key_returns_the_first_job(store: JobStore):
@@ -142,4 +162,4 @@ def test_setting_a_field_never_recreates_an_expired_job(store: JobStore):
     store.set_field(job_id, "webhook", "delivered")
     assert store.get_job(job_id)["webhook"] == "delivered"
     store.set_field("expired", "webhook", "delivered")
-    assert store.r.exists(jobkeys.job_key("expired")) == 0
+    assert store.r.exists(keys.job_key("expired")) == 0

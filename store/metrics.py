@@ -2,20 +2,11 @@
 
 Workers are many processes on many hosts and the API is the one place Prometheus scrapes, so
 workers add their numbers to shared Redis hashes (one pipelined round trip per chunk: a few
-HINCRBYs, cheap next to a forward pass) and the API reads them at scrape time. Torch-free: the
-API imports this module for the read side.
+HINCRBYs, cheap next to a forward pass) and the API reads them at scrape time, together with
+the queue depths, the live workers and the registry's active version. Key layout: store.keys.
 
-    tagger:metrics:hist:{name}   hash  "{queue}|{i}" -> count in bucket i (not cumulative;
-                                       i == len(bounds) is +Inf), "{queue}|sum", "{queue}|count"
-    tagger:metrics:items         hash  "{queue}|{status}" -> items processed (ok/error/skipped)
-    tagger:metrics:jobs          hash  state -> jobs that entered it (queued = created)
-    tagger:metrics:jobs_active   hash  queued/running -> jobs in that state now
-    tagger:metrics:models        hash  model version -> unix time a worker last used it
-
-The active model version is the registry's own (worker.registry), read at scrape time.
-
-The job counters change inside the job store's own writes and Lua scripts (worker.jobscripts),
-atomically with the state change they count. These keys never expire: they are counters.
+The job counters change inside the job store's own writes and Lua scripts (store.jobs),
+atomically with the state change they count.
 """
 
 from __future__ import annotations
@@ -23,20 +14,25 @@ from __future__ import annotations
 import bisect
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis
-from prometheus_client.utils import floatToGoString
 
-from worker.registry import ACTIVE_KEY as ACTIVE_MODEL_KEY
+from store.keys import (
+    ACTIVE_MODEL_KEY,
+    METRICS_ITEMS_KEY,
+    METRICS_JOBS_ACTIVE_KEY,
+    METRICS_JOBS_KEY,
+    METRICS_MODELS_KEY,
+    WORKERS_KEY,
+    metrics_hist_key,
+    queue_key,
+)
+from store.workers import HEARTBEAT_TTL_S
 
 log = logging.getLogger(__name__)
 
-PREFIX = "tagger:metrics"
-ITEMS_KEY = f"{PREFIX}:items"
-JOBS_KEY = f"{PREFIX}:jobs"
-JOBS_ACTIVE_KEY = f"{PREFIX}:jobs_active"
-MODELS_KEY = f"{PREFIX}:models"
 # discarded: removed because its upload failed half-way (never a status clients see)
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "discarded")
 ACTIVE_STATES = ("queued", "running")
@@ -51,13 +47,9 @@ HISTOGRAMS: dict[str, tuple[tuple[float, ...], str]] = {
 }
 
 
-def hist_key(name: str) -> str:
-    return f"{PREFIX}:hist:{name}"
-
-
 @dataclass
 class ChunkStats:
-    """What one chunk measured; filled in by worker.chunks.classify_ready."""
+    """What one chunk measured; filled in by the worker that ran it."""
 
     queue: str
     model_version: str = ""
@@ -68,7 +60,7 @@ class ChunkStats:
 
 def _observe(pipe: redis.client.Pipeline, name: str, label: str, value: float) -> None:
     bounds, _ = HISTOGRAMS[name]
-    key = hist_key(name)
+    key = metrics_hist_key(name)
     pipe.hincrby(key, f"{label}|{bisect.bisect_left(bounds, value)}", 1)
     pipe.hincrbyfloat(key, f"{label}|sum", value)
     pipe.hincrby(key, f"{label}|count", 1)
@@ -96,7 +88,7 @@ def _queue_chunk(pipe: redis.client.Pipeline, stats: ChunkStats, statuses: list[
     for status in statuses:
         counts[status] = counts.get(status, 0) + 1
     for status, n in counts.items():
-        pipe.hincrby(ITEMS_KEY, f"{stats.queue}|{status}", n)
+        pipe.hincrby(METRICS_ITEMS_KEY, f"{stats.queue}|{status}", n)
     if stats.batch_size:
         _observe(pipe, "batch_size", stats.queue, stats.batch_size)
     if stats.preprocess_s is not None:
@@ -104,7 +96,7 @@ def _queue_chunk(pipe: redis.client.Pipeline, stats: ChunkStats, statuses: list[
     if stats.inference_s is not None:
         _observe(pipe, "inference_seconds", stats.queue, stats.inference_s)
     if stats.model_version:
-        pipe.hset(MODELS_KEY, stats.model_version, f"{time.time():.3f}")
+        pipe.hset(METRICS_MODELS_KEY, stats.model_version, f"{time.time():.3f}")
 
 
 # -- the read side (the API, at scrape time) ---------------------------------------------
@@ -113,7 +105,7 @@ def _queue_chunk(pipe: redis.client.Pipeline, stats: ChunkStats, statuses: list[
 @dataclass
 class HistogramSample:
     label: str
-    buckets: list[tuple[str, float]]  # (le, cumulative count), ending with ("+Inf", count)
+    buckets: list[tuple[float, float]]  # (upper bound, cumulative count), ending with inf
     sum: float
 
 
@@ -124,7 +116,9 @@ class Snapshot:
     jobs: dict[str, int] = field(default_factory=dict)  # state -> jobs that entered it
     jobs_active: dict[str, int] = field(default_factory=dict)  # queued/running -> now
     models: dict[str, float] = field(default_factory=dict)  # version -> last used (unix)
-    active_model: str | None = None  # the registry's active version (worker.registry)
+    active_model: str | None = None  # the registry's active version (store.registry)
+    queue_depths: dict[str, int] = field(default_factory=dict)  # Celery queue -> tasks waiting
+    live_workers: int = 0  # workers with a heartbeat in the last HEARTBEAT_TTL_S
 
 
 def _split(raw: dict[bytes, bytes]) -> dict[str, dict[str, str]]:
@@ -143,22 +137,28 @@ def _histogram(name: str, raw: dict[bytes, bytes]) -> list[HistogramSample]:
         running, buckets = 0.0, []
         for i, bound in enumerate((*bounds, float("inf"))):
             running += int(fields.get(str(i), 0))
-            buckets.append((floatToGoString(bound), running))  # "0.025", "4.0", "+Inf"
+            buckets.append((bound, running))
         samples.append(HistogramSample(label, buckets, float(fields.get("sum", 0))))
     return samples
 
 
-def read_snapshot(client: redis.Redis) -> Snapshot:
-    """Everything above in one round trip."""
+def read_snapshot(client: redis.Redis, queues: Sequence[str]) -> Snapshot:
+    """Everything above, and how many tasks wait in each of `queues`, in one round trip."""
     names = list(HISTOGRAMS)
     with client.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.hgetall(hist_key(name))
-        for key in (ITEMS_KEY, JOBS_KEY, JOBS_ACTIVE_KEY, MODELS_KEY):
+            pipe.hgetall(metrics_hist_key(name))
+        for key in (METRICS_ITEMS_KEY, METRICS_JOBS_KEY, METRICS_JOBS_ACTIVE_KEY,
+                    METRICS_MODELS_KEY):
             pipe.hgetall(key)
         pipe.get(ACTIVE_MODEL_KEY)
-        *hists, items, jobs, active, models, active_model = pipe.execute()
-    snapshot = Snapshot()
+        pipe.zcount(WORKERS_KEY, time.time() - HEARTBEAT_TTL_S, "+inf")
+        for queue in queues:
+            pipe.llen(queue_key(queue))
+        replies = pipe.execute()
+    *hists, items, jobs, active, models, active_model, workers = replies[:len(names) + 6]
+    snapshot = Snapshot(queue_depths=dict(zip(queues, replies[len(names) + 6:], strict=True)),
+                        live_workers=int(workers))
     for name, raw in zip(names, hists, strict=True):
         snapshot.histograms[name] = _histogram(name, raw)
     for key, value in items.items():

@@ -1,38 +1,42 @@
-"""Where Redis is: one rule shared by the API, the workers and the CLI.
+"""The store's Lua scripts: `store/lua/<name>.lua`, read once, called by EVALSHA with keys and
+arguments (never built by string formatting).
 
-`TAGGER_REDIS_URL` unset means "the local default": `fashion-tagger up` starts an embedded
-Redis and passes its URL to its children, while `fashion-tagger api` / `worker` run against
-redis://127.0.0.1:6379/0 (a Redis you started yourself).
+Redis runs a script without interleaving other commands, so every state change that must be
+atomic is one script. Scripts share a few functions (counting job transitions, announcing an
+ended job, finishing a job): those live in `store/lua/lib/`, and a script's text is the library
+files it names followed by its own file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-from core.settings import Settings
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redis_url(settings: Settings) -> str:
-    return settings.redis_url or DEFAULT_REDIS_URL
-
-
-def sync_redis(settings: Settings) -> redis.Redis:
-    # Binary-safe client (image bytes); callers decode the text fields they read.
-    return redis.Redis.from_url(redis_url(settings), health_check_interval=30)
-
+LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 ScriptCall = tuple[Script, Sequence[Any], Sequence[Any]]  # (script, keys, args)
 
 
+@cache
+def lua_source(name: str, uses: tuple[str, ...] = ()) -> str:
+    parts = [(LUA_DIR / "lib" / f"{lib}.lua").read_text() for lib in uses]
+    return "\n".join([*parts, (LUA_DIR / f"{name}.lua").read_text()])
+
+
+def register(client: redis.Redis, name: str, uses: tuple[str, ...] = ()) -> Script:
+    """A callable script bound to `client` (its SHA is computed here; Redis loads it on the
+    first call)."""
+    return client.register_script(lua_source(name, uses))
+
+
 def run_scripts(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
-    """Run several Lua script calls in one pipelined round trip, in order; their replies.
+    """Run several script calls in one pipelined round trip, in order; their replies.
 
     redis-py's pipeline asks SCRIPT EXISTS for its scripts before every execute: a second
     round trip for each batch a worker writes. Here each call goes out as EVALSHA, and only

@@ -1,19 +1,13 @@
-"""The training job store: training jobs, their progress and artifacts in Redis.
-
-Torch-free: the API imports it. Key layout (every key expires with its job, TAGGER_RESULT_TTL_S
-after creation; the model a job produced lives on in the registry, worker.registry):
-
-    tagger:training:{id}              hash    the record: status, request, progress, history
-    tagger:training:{id}:artifacts    hash    name -> bytes (curves.png, confusion.png, ...)
-    tagger:training:{id}:done         list    a token pushed when the job ends (SSE waiters)
-    tagger:training:jobs              zset    id scored by creation time (listing)
-    tagger:training:running           zset    id scored by its lease expiry (the reaper's view)
+"""The training job store: training jobs, their progress and artifacts in Redis (key layout:
+store.keys; every key expires with its job, TAGGER_RESULT_TTL_S after creation; the model a job
+produced lives on in the registry).
 
 Liveness: the worker running a job renews `lease_until` (now + `lease_s`, recorded in the job;
 TAGGER_TRAINING_LEASE_S, 30 s by default) every sixth of the lease. A job whose lease expired
 one more lease (+ REDELIVERY_S) ago is ended by the reaper as failed ("worker lost"): a task
 redelivered after a crash gets that grace to restart the job cleanly, which it does once
-(MAX_ATTEMPTS), then fails it.
+(MAX_ATTEMPTS), then fails it. Every transition is one Lua script (store/lua/training_*.lua),
+so a reaper, a cancel and a redelivered task racing each other leave one consistent state.
 """
 
 from __future__ import annotations
@@ -25,31 +19,20 @@ from typing import Any
 
 import redis
 
-from worker import trainscripts
-from worker.jobkeys import PREFIX, now_iso
+from store import scripts
+from store.keys import (
+    TRAINING_JOBS_KEY,
+    TRAINING_RUNNING_KEY,
+    artifacts_key,
+    training_done_key,
+    training_key,
+)
+from store.records import decode_hash, now_iso
 
 DEFAULT_LEASE_S = 30.0
 REDELIVERY_S = 10.0  # a redelivered task's start (a fresh prefork child) before the reaper acts
 MAX_ATTEMPTS = 2  # one clean restart after a lost worker, then `failed`
-JOBS_KEY = f"{PREFIX}:training:jobs"
-RUNNING_KEY = f"{PREFIX}:training:running"
 TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def training_key(job_id: str) -> str:
-    return f"{PREFIX}:training:{job_id}"
-
-
-def artifacts_key(job_id: str) -> str:
-    return f"{training_key(job_id)}:artifacts"
-
-
-def training_done_key(job_id: str) -> str:
-    return f"{training_key(job_id)}:done"
-
-
-def decode(raw: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 class TrainingStore:
@@ -59,14 +42,15 @@ class TrainingStore:
         self.ttl_s = ttl_s
         self.lease_s = lease_s  # what this process's starts and renewals grant
         self.renew_every_s = lease_s / 6  # five renewals may fail before the lease runs out
-        self._start = client.register_script(trainscripts.START)
-        self._progress = client.register_script(trainscripts.PROGRESS)
-        self._finish = client.register_script(trainscripts.FINISH)
-        self._cancel = client.register_script(trainscripts.CANCEL)
-        self._reap = client.register_script(trainscripts.REAP)
+        ending = ("end_training",)
+        self._start = scripts.register(client, "training_start", ending)
+        self._progress = scripts.register(client, "training_progress")
+        self._finish = scripts.register(client, "training_finish", ending)
+        self._cancel = scripts.register(client, "training_cancel", ending)
+        self._reap = scripts.register(client, "training_reap", ending)
 
     def _keys(self, job_id: str) -> list[str]:
-        return [training_key(job_id), RUNNING_KEY, training_done_key(job_id)]
+        return [training_key(job_id), TRAINING_RUNNING_KEY, training_done_key(job_id)]
 
     # -- the API -------------------------------------------------------------------------
 
@@ -86,21 +70,21 @@ class TrainingStore:
         with self.r.pipeline() as pipe:
             pipe.hset(training_key(job_id), mapping=record)
             pipe.expireat(training_key(job_id), record["expire_at"])
-            pipe.zadd(JOBS_KEY, {job_id: now})
-            pipe.zremrangebyscore(JOBS_KEY, "-inf", now - self.ttl_s)
+            pipe.zadd(TRAINING_JOBS_KEY, {job_id: now})
+            pipe.zremrangebyscore(TRAINING_JOBS_KEY, "-inf", now - self.ttl_s)
             pipe.execute()
         return {k: str(v) for k, v in record.items()}
 
     def get(self, job_id: str) -> dict[str, str] | None:
-        return decode(self.r.hgetall(training_key(job_id))) or None
+        return decode_hash(self.r.hgetall(training_key(job_id))) or None
 
     def list_jobs(self, limit: int) -> list[dict[str, str]]:
         """Newest first."""
-        ids = self.r.zrevrange(JOBS_KEY, 0, limit - 1)
+        ids = self.r.zrevrange(TRAINING_JOBS_KEY, 0, limit - 1)
         with self.r.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(training_key(job_id.decode()))
-            return [decode(raw) for raw in pipe.execute() if raw]
+            return [decode_hash(raw) for raw in pipe.execute() if raw]
 
     def cancel(self, job_id: str) -> int:
         """-1 no such job, 0 already ended, 1 cancelled now, 2 the worker will stop."""
@@ -116,7 +100,8 @@ class TrainingStore:
 
     def reap_expired(self, now: float | None = None) -> list[str]:
         now = now or time.time()
-        expired = self.r.zrangebyscore(RUNNING_KEY, "-inf", now)  # the script checks the grace
+        # Lease ended; the script checks the grace.
+        expired = self.r.zrangebyscore(TRAINING_RUNNING_KEY, "-inf", now)
         return [i.decode() for i in expired if self.reap(i.decode(), now)]
 
     # -- the worker -------------------------------------------------------------------------
@@ -135,7 +120,7 @@ class TrainingStore:
         args: list[Any] = [job_id, (now or time.time()) + self.lease_s, "updated_at", now_iso()]
         for name, value in fields.items():
             args += [name, value]
-        return int(self._progress(keys=[training_key(job_id), RUNNING_KEY], args=args))
+        return int(self._progress(keys=[training_key(job_id), TRAINING_RUNNING_KEY], args=args))
 
     def finish(self, job_id: str, status: str, fields: dict[str, Any] | None = None,
                artifacts: dict[str, bytes] | None = None) -> bool:

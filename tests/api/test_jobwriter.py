@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 
-from worker import jobkeys, names
-from worker.jobstore import JobSpec, JobStore
-from worker.jobwriter import JobWriter
+from api.jobwriter import JobWriter
+from store import keys
+from store.jobs import JobSpec, JobStore
+from worker import names
 
 
 class FakeCelery:
@@ -17,7 +18,7 @@ class FakeCelery:
     def send_task(self, name: str, args: list, queue: str | None = None) -> None:
         # The worker may run as soon as this returns: its inputs must already be stored.
         job_id, chunk = args
-        assert self.store.r.exists(jobkeys.job_key(job_id))
+        assert self.store.r.exists(keys.job_key(job_id))
         self.sent.append((name, args, queue))
 
 
@@ -35,7 +36,7 @@ def writer(store: JobStore, chunk_size: int, **kwargs) -> JobWriter:
 def test_a_single_chunk_job_is_written_sealed_in_one_go(store):
     w = writer(store, 4)
     job_id = w.open().job_id
-    assert not store.r.exists(jobkeys.job_key(job_id))  # nothing until the items come
+    assert not store.r.exists(keys.job_key(job_id))  # nothing until the items come
     for i in range(3):
         w.add({"filename": f"{i}"}, b"%d" % i)
     record = w.close()
@@ -53,7 +54,7 @@ def test_chunks_are_enqueued_while_items_arrive_then_sealed(store):
     record = w.close()
     assert [args for _, args, _ in w.celery.sent] == [[job_id, c] for c in range(3)]
     assert (record["total"], record["chunks"], record["sealed"]) == ("5", "3", "1")
-    assert store.r.hlen(jobkeys.input_key(job_id, 2)) == 1
+    assert store.r.hlen(keys.input_key(job_id, 2)) == 1
 
 
 def test_abort_removes_everything_written(store):

@@ -1,0 +1,154 @@
+"""Every Redis key and channel the service uses: the only module that knows their names.
+
+Jobs (every key expires with its job, at the job's `expire_at`):
+
+    tagger:job:{id}               hash    the job record; counters done/failed/skipped
+    tagger:job:{id}:items         list    item i -> JSON {item_id, filename, url?, error?}
+    tagger:job:{id}:input:{c}     hash    item index -> image bytes; deleted when chunk c is done
+    tagger:job:{id}:results       hash    item index -> result item JSON (written once: HSETNX)
+    tagger:job:{id}:done          list    a token pushed when the job ends (waiters block on it)
+    tagger:tenant:{t}:jobs        zset    job id scored by creation time (newest-first listing)
+    tagger:idem:{t}:{sha256(k)}   string  Idempotency-Key k -> job id
+    tagger:jobs:done              channel an ended job's record (and one-item result), as JSON
+
+Items of chunk c are indices [c * chunk_size, (c + 1) * chunk_size): a task message carries
+only (job_id, chunk).
+
+Workers, metrics, the model registry, training jobs and datasets: see the sections below.
+Celery's own queues are kombu's lists named after each queue (`queue_key`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "tagger"
+
+# -- jobs -----------------------------------------------------------------------------------
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}"
+
+
+def items_key(job_id: str) -> str:
+    return f"{job_key(job_id)}:items"
+
+
+def input_key(job_id: str, chunk: int) -> str:
+    return f"{job_key(job_id)}:input:{chunk}"
+
+
+def results_key(job_id: str) -> str:
+    return f"{job_key(job_id)}:results"
+
+
+def done_key(job_id: str) -> str:
+    return f"{job_key(job_id)}:done"
+
+
+def tenant_jobs_key(tenant: str) -> str:
+    return f"{PREFIX}:tenant:{tenant}:jobs"
+
+
+def idempotency_key(tenant: str, key: str) -> str:
+    return f"{PREFIX}:idem:{tenant}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+DONE_CHANNEL = f"{PREFIX}:jobs:done"
+
+# -- workers --------------------------------------------------------------------------------
+
+WORKERS_KEY = f"{PREFIX}:workers"  # zset: worker hostname scored by its last heartbeat
+
+
+def queue_key(queue: str) -> str:
+    """kombu's Redis transport keeps a queue's waiting messages in a list named after it."""
+    return queue
+
+
+# -- metrics (counters: they never expire) --------------------------------------------------
+#   tagger:metrics:hist:{name}   hash  "{queue}|{i}" -> count in bucket i, "{queue}|sum|count"
+#   tagger:metrics:items         hash  "{queue}|{status}" -> items processed
+#   tagger:metrics:jobs          hash  state -> jobs that entered it (queued = created)
+#   tagger:metrics:jobs_active   hash  queued/running -> jobs in that state now
+#   tagger:metrics:models        hash  model version -> unix time a worker last used it
+
+METRICS_PREFIX = f"{PREFIX}:metrics"
+METRICS_ITEMS_KEY = f"{METRICS_PREFIX}:items"
+METRICS_JOBS_KEY = f"{METRICS_PREFIX}:jobs"
+METRICS_JOBS_ACTIVE_KEY = f"{METRICS_PREFIX}:jobs_active"
+METRICS_MODELS_KEY = f"{METRICS_PREFIX}:models"
+
+
+def metrics_hist_key(name: str) -> str:
+    return f"{METRICS_PREFIX}:hist:{name}"
+
+
+# -- the model registry (nothing expires: versions are kept for rollback) -------------------
+#   tagger:models:seq             string  INCR counter: version n is named "v{n}"
+#   tagger:models                 zset    version -> n (listing order)
+#   tagger:models:active          string  the version new jobs are served with
+#   tagger:models:activations     list    JSON {version, at}, newest first (the last 100)
+#   tagger:model:{v}              hash    version, registered_at, source, size_bytes, meta JSON
+#   tagger:model:{v}:safetensors  string  the checkpoint
+#   tagger:model:{v}:onnx         string  the same model as ONNX (set once)
+
+MODELS_SEQ_KEY = f"{PREFIX}:models:seq"
+MODELS_INDEX_KEY = f"{PREFIX}:models"
+ACTIVE_MODEL_KEY = f"{PREFIX}:models:active"
+ACTIVATIONS_KEY = f"{PREFIX}:models:activations"
+# The registering script names a new version's keys from the version it allocates:
+# MODEL_PREFIX + version (+ ":safetensors" / ":onnx"), as the functions below do.
+MODEL_PREFIX = f"{PREFIX}:model:"
+
+
+def model_key(version: str) -> str:
+    return f"{MODEL_PREFIX}{version}"
+
+
+def checkpoint_key(version: str) -> str:
+    return f"{model_key(version)}:safetensors"
+
+
+def onnx_key(version: str) -> str:
+    return f"{model_key(version)}:onnx"
+
+
+# -- training jobs (each expires with its job; the model it made lives on in the registry) --
+#   tagger:training:{id}              hash    the record: status, request, progress, history
+#   tagger:training:{id}:artifacts    hash    name -> bytes (curves.png, confusion.png, ...)
+#   tagger:training:{id}:done         list    a token pushed when the job ends
+#   tagger:training:jobs              zset    id scored by creation time (listing)
+#   tagger:training:running           zset    id scored by its lease expiry (the reaper's view)
+
+TRAINING_JOBS_KEY = f"{PREFIX}:training:jobs"
+TRAINING_RUNNING_KEY = f"{PREFIX}:training:running"
+
+
+def training_key(job_id: str) -> str:
+    return f"{PREFIX}:training:{job_id}"
+
+
+def artifacts_key(job_id: str) -> str:
+    return f"{training_key(job_id)}:artifacts"
+
+
+def training_done_key(job_id: str) -> str:
+    return f"{training_key(job_id)}:done"
+
+
+# -- datasets (kept until deleted: training jobs and models refer to them by id) ------------
+#   tagger:datasets               zset    id scored by creation time (listing)
+#   tagger:dataset:{id}           hash    id, name, tenant, created_at, labels, counts, ...
+#   tagger:dataset:{id}:images    hash    "{label index}:{n}" -> image bytes
+
+DATASETS_KEY = f"{PREFIX}:datasets"
+
+
+def dataset_key(dataset_id: str) -> str:
+    return f"{PREFIX}:dataset:{dataset_id}"
+
+
+def dataset_images_key(dataset_id: str) -> str:
+    return f"{dataset_key(dataset_id)}:images"
