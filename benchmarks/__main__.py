@@ -97,6 +97,17 @@ def latency(data_dir: DataDir = None, runs: int = 7) -> None:
     save_result("latency", latency_spread(data_dir_or_default(data_dir), runs))
 
 
+@app.command()
+def ab(baseline: Annotated[str, typer.Option(help="the git ref to compare with")],
+       rounds: int = 3, data_dir: DataDir = None) -> None:
+    """The service of another commit and of this checkout, alternately on one machine:
+    bulk images/s, 32-client p99 and Redis script calls per chunk; writes
+    benchmarks/results/ab.json."""
+    from benchmarks.ab import run
+
+    save_result("ab", run(data_dir_or_default(data_dir), baseline, rounds))
+
+
 @app.command(name="all")
 def run_all(data_dir: DataDir = None) -> None:
     """Every benchmark above, then the report (about 25 minutes on 2 cores)."""

@@ -66,17 +66,22 @@ def raw_throughput(pngs: list[bytes], images) -> dict:
 
 @contextmanager
 def running_stack(redis_url: str, data_dir: Path, fashion_mnist_dir: Path | None = None,
-                  env_overrides: dict[str, str] | None = None):
+                  env_overrides: dict[str, str] | None = None, tree: Path | None = None):
+    """`fashion-tagger up` on `redis_url`; with `tree`, the code of that checkout (another
+    commit of this repository, for before/after runs on one machine) instead of this one."""
     port = free_port()
     env = {**os.environ, "TAGGER_REDIS_URL": redis_url, "TAGGER_DATA_DIR": str(data_dir),
            **(env_overrides or {})}
     if fashion_mnist_dir:
         env["TAGGER_FASHION_MNIST_DIR"] = str(fashion_mnist_dir)
     env.pop("TAGGER_API_KEYS", None)
+    command = [*fashion_tagger_cmd(), "up"]
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+        command = [sys.executable, "-m", "cli.main", "up"]
     log = open(data_dir / "up.log", "wb")
-    process = subprocess.Popen([*fashion_tagger_cmd(), "up", "--port", str(port),
-                                "--data-dir", str(data_dir)], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen([*command, "--port", str(port), "--data-dir", str(data_dir)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tree)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
