@@ -1,7 +1,11 @@
 """Prometheus metrics (`GET /metrics`) and the per-request access log line.
 
 Two sources, one registry per app (tests build many apps):
-- this process: request latency by method, route template and status; items submitted;
+- the API's own numbers: request latency by method, route template and status; items
+  submitted. With several uvicorn processes (`--workers N`) set PROMETHEUS_MULTIPROC_DIR to
+  an empty directory: prometheus_client then keeps these in files there, one per process, and
+  each scrape sums them all, so counters never jump back whichever process answers. Without
+  it they live in this process only: run one process per container.
 - Redis, read at scrape time by `RedisCollector` in one round trip: queue depths, live
   workers, jobs by state, and what the workers measured (items processed and failed, batch
   sizes, preprocessing and inference latency, models in use; see store.metrics for why).
@@ -10,6 +14,7 @@ Two sources, one registry per app (tests build many apps):
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -22,6 +27,7 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -49,11 +55,24 @@ class Metrics:
     registry: CollectorRegistry
     requests: Histogram
     items: Counter
+    multiprocess_dir: str | None = None  # set: every process's numbers are summed per scrape
+
+
+def multiprocess_dir() -> str | None:
+    """prometheus_client's own switch: the library reads this variable when it is imported
+    and keeps every metric value in files there; we follow the same variable, not a setting of
+    ours, so the two can never disagree."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 def create_metrics() -> Metrics:
+    shared = multiprocess_dir()
+    if shared and not os.path.isdir(shared):
+        raise RuntimeError(f"PROMETHEUS_MULTIPROC_DIR={shared} is not a directory: create it"
+                           " (empty) before starting the API")
     registry = CollectorRegistry()
     return Metrics(
+        multiprocess_dir=shared,
         registry=registry,
         requests=Histogram("tagger_http_request_seconds", "HTTP request latency",
                            ["method", "route", "status"], buckets=LATENCY_BUCKETS,
@@ -132,10 +151,17 @@ def _worker_metrics(snapshot: store_metrics.Snapshot) -> Iterator[Metric]:
 
 
 class _Scrape:
-    """This process's registry and the Redis collector, read as one registry."""
+    """The API's own metrics and the Redis collector, read as one registry."""
 
     def __init__(self, metrics: Metrics, client: redis.Redis) -> None:
-        self.sources: tuple[Collector, ...] = (metrics.registry, RedisCollector(client))
+        own: Collector = metrics.registry
+        if metrics.multiprocess_dir:
+            # A fresh collector per scrape: it reads every process's files as they are now
+            # (the prometheus_client multiprocess recipe). This process's own registry would
+            # hold only its part, so it is left out.
+            own = CollectorRegistry()
+            multiprocess.MultiProcessCollector(own, path=metrics.multiprocess_dir)
+        self.sources: tuple[Collector, ...] = (own, RedisCollector(client))
 
     def collect(self) -> Iterator[Metric]:
         for source in self.sources:
@@ -155,6 +181,9 @@ class RequestMetricsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self.metrics.multiprocess_dir:
+            await self.app(scope, receive, self._on_shutdown(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -178,3 +207,18 @@ class RequestMetricsMiddleware:
                 log.info("%s %s %s", scope["method"], scope["path"], status,
                          extra={"method": scope["method"], "route": route, "status": status,
                                 "duration_ms": round(elapsed * 1000, 2)})
+
+    def _on_shutdown(self, send: Send) -> Send:
+        """`send` for the lifespan scope: when this process has shut down, tell
+        prometheus_client it is gone. Its counter and histogram files stay (their totals must
+        not drop from the sums); only live gauges of a dead pid would be wrong, and this
+        removes them. uvicorn's worker processes exit without running atexit handlers, so
+        the lifespan is the one place that sees the end of each of them."""
+        directory = self.metrics.multiprocess_dir
+
+        async def lifespan_send(message: Message) -> None:
+            await send(message)
+            if message["type"] == "lifespan.shutdown.complete":
+                multiprocess.mark_process_dead(os.getpid(), directory)
+
+        return lifespan_send
