@@ -1,97 +1,74 @@
-"""A small Python client for the fashion-tagger HTTP API (docs/DESIGN.md), over httpx.
+"""Python clients for the fashion-tagger HTTP API (docs/DESIGN.md), over httpx: TaggerClient
+(sync) and AsyncTaggerClient (asyncio, cli.aclient), with the same methods.
 
     from cli.client import TaggerClient
     with TaggerClient("http://127.0.0.1:8000", api_key="...") as tagger:
-        job = tagger.submit_files(["a.jpg", "b.jpg"], top_k=3)
-        job = tagger.wait(job["id"])
-        for item in tagger.iter_results(job["id"]):
-            print(item["filename"], item["label"])
+        job = tagger.submit_files([Path("a.jpg"), Path("b.jpg")], top_k=3)
+        job = tagger.wait(job.id)
+        for item in tagger.iter_results(job.id):
+            print(item.filename, item.label)
 
-Every error answer becomes a `TaggerError` carrying the API's `{"error": {code, message}}`.
-Imports neither torch nor anything of the service: scripts can use it on their own.
+    async with AsyncTaggerClient(server, api_key) as tagger:
+        job = await tagger.wait((await tagger.submit_archive(Path("inventory.zip"))).id)
+
+Results are typed (cli.schemas: Job, ResultItem, Model...). Every error answer becomes a
+`TaggerError` carrying the API's `{"error": {code, message}}`. Idempotent calls (GET, DELETE,
+and POSTs sent with an Idempotency-Key) answered 429 or 503 are retried after the server's
+`Retry-After` (RetryPolicy: at most 4 attempts, 60 s of waiting). Imports neither torch nor
+anything of the service: scripts can use it with `pip install 'fashion-tagger[client]'`.
 """
 
 from __future__ import annotations
 
-import json
-import mimetypes
-import os.path
-import tempfile
 import time
-import zipfile
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz")
-TERMINAL = ("succeeded", "failed", "cancelled")
-# Above this many files, submit_files packs them into one zip (stored, not compressed: photos
-# are compressed already) instead of one multipart part each: one open file, not thousands.
-MAX_PARTS = 256
+from cli import client_base as base
+from cli.aclient import AsyncTaggerClient
+from cli.client_base import (
+    MAX_PARTS,
+    NO_RETRY,
+    Call,
+    RetryPolicy,
+    TaggerError,
+    is_archive,
+    parse_sse,
+)
+from cli.schemas import (
+    TERMINAL,
+    ClassifyJob,
+    Dataset,
+    DatasetsPage,
+    Health,
+    Job,
+    JobsPage,
+    Model,
+    ModelsPage,
+    ResultItem,
+    ResultsPage,
+    TrainingJob,
+    TrainingJobsPage,
+)
 
-Job = dict[str, Any]
-
-
-class TaggerError(Exception):
-    """An error answer (`status` > 0) or no answer at all (`status` 0)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-    def __str__(self) -> str:
-        where = f", HTTP {self.status}" if self.status else ""
-        return f"{self.message} ({self.code}{where})"
-
-
-def is_archive(path: Path) -> bool:
-    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def _raise_for_error(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    response.read()  # a streamed answer has not been read yet
-    code, message = f"http_{response.status_code}", response.reason_phrase or "error"
-    try:
-        error = response.json()["error"]
-        code, message = error["code"], error["message"]
-    except (ValueError, KeyError, TypeError):
-        pass  # not our JSON error shape (a proxy's page): the status line says enough
-    raise TaggerError(response.status_code, code, message)
-
-
-def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
-    """Server-Sent Events lines -> (event name, JSON data) per event."""
-    name, data = "message", []
-    for line in lines:
-        if not line:
-            if data:
-                yield name, json.loads("\n".join(data))
-            name, data = "message", []
-        elif line.startswith(":"):
-            continue  # keep-alive comment
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
-    if data:
-        yield name, json.loads("\n".join(data))
+__all__ = ["MAX_PARTS", "NO_RETRY", "TERMINAL", "AsyncTaggerClient", "RetryPolicy",
+           "TaggerClient", "TaggerError", "is_archive", "parse_sse"]
 
 
 class TaggerClient:
     def __init__(self, server: str, api_key: str | None = None, timeout_s: float = 60.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 retry: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers,
                                  timeout=httpx.Timeout(timeout_s, connect=10.0),
                                  transport=transport)
+        self.retry, self._sleep = retry or RetryPolicy(), sleep
 
     def __enter__(self) -> TaggerClient:
         return self
@@ -102,122 +79,131 @@ class TaggerClient:
     def close(self) -> None:
         self.http.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise TaggerError(0, "network_error",
-                              f"cannot reach {self.http.base_url}: {exc}") from exc
-        _raise_for_error(response)
-        return response
+    # -- sending ---------------------------------------------------------------------------------
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.request(method, path, **kwargs).json()
+    def send(self, call: Call, stream: bool = False) -> httpx.Response:
+        """The answer to `call`, retried per self.retry; an error answer raises TaggerError.
+        With `stream`, the body is left unread (the caller closes the response)."""
+        attempt, waited = 1, 0.0
+        while True:
+            try:
+                request = self.http.build_request(call.method, call.path, **call.kwargs())
+                response = self.http.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                raise TaggerError(0, "network_error",
+                                  f"cannot reach {self.http.base_url}: {exc}") from exc
+            if response.is_success:
+                return response
+            response.read()
+            response.close()
+            delay = self.retry.delay(call, response, attempt, waited)
+            if delay is None:
+                raise base.error_from(response)
+            self._sleep(delay)
+            waited += delay
+            attempt += 1
+            call.rewind()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Any other request: `kwargs` as Call's fields (params, json, data, files, headers)."""
+        return self.send(Call(method, path, **kwargs))
+
+    def _json(self, call: Call) -> Any:
+        return self.send(call).json()
 
     @contextmanager
     def _stream(self, path: str, params: dict | None = None) -> Iterator[httpx.Response]:
-        """The streamed answer; an error answer raises TaggerError before anything is read,
-        a connection lost mid-way raises TaggerError with status 0."""
+        """The streamed answer; a connection lost mid-way raises TaggerError (status 0)."""
+        response = self.send(Call("GET", path, params=params), stream=True)
         try:
-            with self.http.stream("GET", path, params=params) as response:
-                _raise_for_error(response)
-                yield response
+            yield response
         except httpx.TransportError as exc:
             raise TaggerError(0, "network_error",
                               f"connection to {self.http.base_url} failed: {exc}") from exc
+        finally:
+            response.close()
 
     # -- probes ------------------------------------------------------------------------------
 
-    def ready(self) -> dict:
-        return self._json("GET", "/readyz")
+    def ready(self) -> Health:
+        return Health.model_validate(self._json(Call("GET", "/readyz")))
 
     # -- tagging -----------------------------------------------------------------------------
 
     def classify(self, image: Path | bytes, wait: float = 0, top_k: int = 3,
-                 review_threshold: float | None = None, filename: str | None = None) -> Job:
+                 review_threshold: float | None = None, filename: str | None = None,
+                 idempotency_key: str | None = None) -> ClassifyJob:
         """One image; `result` is set when it was tagged within `wait` seconds."""
         data = image.read_bytes() if isinstance(image, Path) else image
         name = filename or (image.name if isinstance(image, Path) else "image")
-        return self._json("POST", "/v1/classify", params={"wait": wait},
-                          data=_options(top_k, review_threshold, None, None),
-                          files={"file": (name, data, _mime(name))},
-                          timeout=httpx.Timeout(wait + 60, connect=10.0))
+        return ClassifyJob.model_validate(self._json(Call(
+            "POST", "/v1/classify", params={"wait": wait},
+            data=base.options(top_k, review_threshold),
+            files={"file": (name, data, base.mime(name))},
+            headers=base.idempotency(idempotency_key),
+            timeout=httpx.Timeout(wait + 60, connect=10.0))))
 
     def submit_files(self, paths: list[Path], top_k: int = 3,
                      review_threshold: float | None = None, callback_url: str | None = None,
-                     model: str | None = None, idempotency_key: str | None = None) -> Job:
-        """Images as `files` parts (each keeps its file name), or as one zip when there are
-        more than MAX_PARTS (then each keeps its path relative to their common folder)."""
-        if not paths:
-            raise ValueError("no files to submit")
-        options = _options(top_k, review_threshold, callback_url, model)
-        if len(paths) > MAX_PARTS:
-            with tempfile.TemporaryFile() as packed:
-                _zip_into(packed, paths)
-                packed.seek(0)
-                return self._submit(options, {"archive": ("images.zip", packed,
-                                                          "application/zip")}, idempotency_key)
-        with ExitStack() as stack:
-            parts = [("files", (p.name, stack.enter_context(p.open("rb")), _mime(p.name)))
-                     for p in paths]
-            return self._submit(options, parts, idempotency_key)
+                     model: str | None = None, idempotency_key: str | None = None,
+                     deadline_s: int | None = None) -> Job:
+        """Images as `files` parts, or as one zip when there are more than MAX_PARTS."""
+        form = base.options(top_k, review_threshold, callback_url, model, deadline_s)
+        with base.file_parts(paths) as parts:
+            return self._submit(form, parts, idempotency_key)
 
     def submit_archive(self, path: Path, top_k: int = 3, review_threshold: float | None = None,
                        callback_url: str | None = None, model: str | None = None,
-                       idempotency_key: str | None = None) -> Job:
-        with path.open("rb") as archive:
-            return self._submit(_options(top_k, review_threshold, callback_url, model),
-                                {"archive": (path.name, archive, _mime(path.name))},
-                                idempotency_key)
+                       idempotency_key: str | None = None, deadline_s: int | None = None
+                       ) -> Job:
+        form = base.options(top_k, review_threshold, callback_url, model, deadline_s)
+        with base.single_part("archive", path) as parts:
+            return self._submit(form, parts, idempotency_key)
 
     def submit_manifest(self, path: Path, top_k: int = 3,
                         review_threshold: float | None = None, callback_url: str | None = None,
-                        model: str | None = None, idempotency_key: str | None = None) -> Job:
+                        model: str | None = None, idempotency_key: str | None = None,
+                        deadline_s: int | None = None) -> Job:
         """A CSV (item_id,url) or JSONL catalogue of image URLs."""
-        with path.open("rb") as manifest:
-            return self._submit(_options(top_k, review_threshold, callback_url, model),
-                                {"manifest": (path.name, manifest, "text/plain")},
-                                idempotency_key)
+        form = base.options(top_k, review_threshold, callback_url, model, deadline_s)
+        with base.single_part("manifest", path, "text/plain") as parts:
+            return self._submit(form, parts, idempotency_key)
 
-    def _submit(self, options: dict, files: Any, idempotency_key: str | None) -> Job:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        # An upload may be large: no read timeout while the server takes it in.
-        return self._json("POST", "/v1/jobs", data=options, files=files, headers=headers,
-                          timeout=httpx.Timeout(None, connect=10.0))
+    def _submit(self, form: dict[str, str], parts: Any, idempotency_key: str | None) -> Job:
+        return Job.model_validate(self._json(Call(
+            "POST", "/v1/jobs", data=form, files=parts,
+            headers=base.idempotency(idempotency_key), timeout=base.UPLOAD_TIMEOUT)))
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def jobs(self, limit: int = 20, cursor: str | None = None) -> dict:
-        params: dict[str, Any] = {"limit": limit}
-        if cursor:
-            params["cursor"] = cursor
-        return self._json("GET", "/v1/jobs", params=params)
+    def jobs(self, limit: int = 20, cursor: str | None = None) -> JobsPage:
+        params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        return JobsPage.model_validate(self._json(Call("GET", "/v1/jobs", params=params)))
 
     def iter_jobs(self, page_size: int = 100) -> Iterator[Job]:
         cursor = None
         while True:
             page = self.jobs(page_size, cursor)
-            yield from page["items"]
-            cursor = page["next_cursor"]
-            if not cursor:
+            yield from page.items
+            if not (cursor := page.next_cursor):
                 return
 
     def job(self, job_id: str) -> Job:
-        return self._json("GET", f"/v1/jobs/{job_id}")
+        return Job.model_validate(self._json(Call("GET", f"/v1/jobs/{job_id}")))
 
     def cancel(self, job_id: str) -> Job:
-        return self._json("DELETE", f"/v1/jobs/{job_id}")
+        return Job.model_validate(self._json(Call("DELETE", f"/v1/jobs/{job_id}")))
 
-    def results(self, job_id: str, cursor: int = 0, limit: int = 100) -> dict:
-        return self._json("GET", f"/v1/jobs/{job_id}/results",
-                          params={"cursor": cursor, "limit": limit})
+    def results(self, job_id: str, cursor: int = 0, limit: int = 100) -> ResultsPage:
+        return ResultsPage.model_validate(self._json(Call(
+            "GET", f"/v1/jobs/{job_id}/results", params={"cursor": cursor, "limit": limit})))
 
-    def iter_results(self, job_id: str, page_size: int = 1000) -> Iterator[dict]:
+    def iter_results(self, job_id: str, page_size: int = 1000) -> Iterator[ResultItem]:
         cursor: int | None = 0
         while cursor is not None:
             page = self.results(job_id, cursor, page_size)
-            yield from page["items"]
-            cursor = page["next_cursor"]
+            yield from page.items
+            cursor = page.next_cursor
 
     def export(self, job_id: str, out: IO[bytes], fmt: str = "csv") -> int:
         """Stream every finished item as CSV or JSONL into `out`; returns the bytes written."""
@@ -233,7 +219,8 @@ class TaggerClient:
 
     def events(self, job_id: str) -> Iterator[tuple[str, Job]]:
         """(`progress` | `end`, job) as the server streams them, until the job ends."""
-        return self._events(f"/v1/jobs/{job_id}/events")
+        for name, data in self._events(f"/v1/jobs/{job_id}/events"):
+            yield name, Job.model_validate(data)
 
     def _events(self, path: str) -> Iterator[tuple[str, Any]]:
         with self._stream(path) as response:
@@ -247,10 +234,10 @@ class TaggerClient:
         def ended(job: Job) -> bool:
             if on_update:
                 on_update(job)
-            if job["status"] in TERMINAL:
+            if job.ended:
                 return True
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job['status']}")
+                raise TimeoutError(f"job {job_id} still {job.status}")
             return False
 
         try:
@@ -266,66 +253,52 @@ class TaggerClient:
 
     # -- training, datasets, models --------------------------------------------------------
 
-    def create_training_job(self, **params: Any) -> Job:
-        """dataset, recipe, arch, epochs, batch_size, lr, augment, seed, max_train_items, init_from,
-        activate ("never" | "if_better" | "always"); None values are left out."""
+    def create_training_job(self, **params: Any) -> TrainingJob:
+        """dataset, recipe, arch, epochs, batch_size, lr, augment, seed, max_train_items,
+        init_from, activate ("never" | "if_better" | "always"); None values are left out."""
         body = {k: v for k, v in params.items() if v is not None}
-        return self._json("POST", "/v1/training-jobs", json=body)
+        return TrainingJob.model_validate(self._json(Call("POST", "/v1/training-jobs",
+                                                          json=body)))
 
-    def training_job(self, job_id: str) -> Job:
-        return self._json("GET", f"/v1/training-jobs/{job_id}")
+    def training_jobs(self) -> TrainingJobsPage:
+        return TrainingJobsPage.model_validate(self._json(Call("GET", "/v1/training-jobs")))
 
-    def training_events(self, job_id: str) -> Iterator[tuple[str, Job]]:
-        return self._events(f"/v1/training-jobs/{job_id}/events")
+    def training_job(self, job_id: str) -> TrainingJob:
+        return TrainingJob.model_validate(self._json(Call("GET",
+                                                          f"/v1/training-jobs/{job_id}")))
 
-    def cancel_training_job(self, job_id: str) -> Job:
-        return self._json("DELETE", f"/v1/training-jobs/{job_id}")
+    def training_events(self, job_id: str) -> Iterator[tuple[str, TrainingJob]]:
+        for name, data in self._events(f"/v1/training-jobs/{job_id}/events"):
+            yield name, TrainingJob.model_validate(data)
+
+    def cancel_training_job(self, job_id: str) -> TrainingJob:
+        return TrainingJob.model_validate(self._json(Call("DELETE",
+                                                          f"/v1/training-jobs/{job_id}")))
 
     def training_artifact(self, job_id: str, name: str) -> bytes:
-        return self.request("GET", f"/v1/training-jobs/{job_id}/artifacts/{name}").content
+        return self.send(Call("GET", f"/v1/training-jobs/{job_id}/artifacts/{name}")).content
 
-    def upload_dataset(self, path: Path, name: str | None = None) -> dict:
+    def upload_dataset(self, path: Path, name: str | None = None) -> Dataset:
         """A zip of one folder per class."""
-        with path.open("rb") as archive:
-            data = {"name": name} if name else None
-            return self._json("POST", "/v1/datasets", data=data,
-                              files={"archive": (path.name, archive, "application/zip")},
-                              timeout=httpx.Timeout(None, connect=10.0))
+        with base.single_part("archive", path, "application/zip") as parts:
+            return Dataset.model_validate(self._json(Call(
+                "POST", "/v1/datasets", data={"name": name} if name else None, files=parts,
+                timeout=base.UPLOAD_TIMEOUT)))
 
-    def models(self) -> list[dict]:
-        body = self._json("GET", "/v1/models")
-        return body if isinstance(body, list) else body.get("items", body.get("models", []))
+    def datasets(self) -> DatasetsPage:
+        return DatasetsPage.model_validate(self._json(Call("GET", "/v1/datasets")))
 
-    def model(self, version: str) -> dict:
-        return self._json("GET", f"/v1/models/{version}")
+    def dataset(self, dataset_id: str) -> Dataset:
+        return Dataset.model_validate(self._json(Call("GET", f"/v1/datasets/{dataset_id}")))
 
-    def activate_model(self, version: str) -> dict:
-        return self._json("POST", f"/v1/models/{version}/activate")
+    def models(self) -> ModelsPage:
+        return ModelsPage.model_validate(self._json(Call("GET", "/v1/models")))
+
+    def model(self, version: str) -> Model:
+        return Model.model_validate(self._json(Call("GET", f"/v1/models/{version}")))
+
+    def activate_model(self, version: str) -> Model:
+        return Model.model_validate(self._json(Call("POST", f"/v1/models/{version}/activate")))
 
     def download_model(self, version: str, out: IO[bytes], fmt: str = "safetensors") -> int:
         return self._download(f"/v1/models/{version}/download", {"format": fmt}, out)
-
-
-def _options(top_k: int, review_threshold: float | None, callback_url: str | None,
-             model: str | None) -> dict[str, str]:
-    options = {"top_k": str(top_k)}
-    for name, value in (("review_threshold", review_threshold),
-                        ("callback_url", callback_url), ("model", model)):
-        if value is not None:
-            options[name] = str(value)
-    return options
-
-
-def _mime(name: str) -> str:
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
-def _zip_into(out: IO[bytes], paths: list[Path]) -> None:
-    root = Path(_common_parent(paths))
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
-        for path in paths:
-            archive.write(path, path.resolve().relative_to(root).as_posix())
-
-
-def _common_parent(paths: list[Path]) -> str:
-    return os.path.commonpath([str(p.resolve().parent) for p in paths])

@@ -2,13 +2,14 @@
 and `train --remote` (delegated here from cli.ml). Server and key come from --server/--api-key
 or TAGGER_SERVER_URL/TAGGER_API_KEY.
 
-Scriptable: data (job ids, CSV, JSON) goes to stdout, progress and messages to stderr; an
-error answer from the server is one line on stderr and exit code 1, never a traceback.
+Scriptable: data (job ids, CSV, JSON) goes to stdout, progress and messages to stderr; every
+listing takes `--json`; an error answer from the server is one line on stderr, never a
+traceback. Exit codes (cli.main.EXIT_CODES): 0 done; 1 the job did not succeed, or the
+server answered an error, or could not be reached; 2 a usage error (bad option or argument).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich import box
 from rich.console import Console
 from rich.progress import (
@@ -29,7 +31,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cli.client import TERMINAL, Job, TaggerClient, TaggerError, is_archive
+from cli.client import TaggerClient, TaggerError, is_archive
+from cli.schemas import Job, TrainingJob
 from core.settings import get_settings
 
 console = Console(stderr=True, soft_wrap=True)  # messages stay one line: greppable
@@ -43,6 +46,12 @@ ServerOpt = Annotated[str | None, typer.Option(
     "--server", help="API base URL (TAGGER_SERVER_URL, default http://127.0.0.1:8000)")]
 ApiKeyOpt = Annotated[str | None, typer.Option(
     "--api-key", help="API key (TAGGER_API_KEY)", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the server's answer as JSON")]
+
+
+def print_json(answer: BaseModel) -> None:
+    """stdout, one document: what the API answered (the client's typed view of it)."""
+    typer.echo(answer.model_dump_json(indent=2))
 
 
 @contextmanager
@@ -86,28 +95,27 @@ def job_bar() -> Progress:
 
 def follow_job(client: TaggerClient, job: Job) -> Job:
     """Wait for the job with a progress bar (its event stream, polling as a fallback)."""
-    if job["status"] in TERMINAL:
+    if job.ended:
         return job
     with job_bar() as bar:
-        task = bar.add_task(f"job {job['id'][:8]}", total=job["progress"]["total"] or None,
-                            status=job["status"], failed="")
+        task = bar.add_task(f"job {job.id[:8]}", total=job.progress.total or None,
+                            status=job.status, failed="")
 
         def update(current: Job) -> None:
-            p = current["progress"]
-            bar.update(task, total=p["total"] or None,
-                       completed=p["done"] + p["failed"] + p["skipped"],
-                       status=current["status"],
-                       failed=f"({p['failed']} failed)" if p["failed"] else "")
+            p = current.progress
+            bar.update(task, total=p.total or None, completed=p.finished,
+                       status=current.status,
+                       failed=f"({p.failed} failed)" if p.failed else "")
 
-        return client.wait(job["id"], on_update=update)
+        return client.wait(job.id, on_update=update)
 
 
 def summary(job: Job) -> str:
-    p = job["progress"]
-    parts = [f"{p['done']} tagged", f"{p['failed']} failed"]
-    if p["skipped"]:
-        parts.append(f"{p['skipped']} skipped")
-    return f"job {job['id']} {job['status']}: {', '.join(parts)} of {p['total']}"
+    p = job.progress
+    parts = [f"{p.done} tagged", f"{p.failed} failed"]
+    if p.skipped:
+        parts.append(f"{p.skipped} skipped")
+    return f"job {job.id} {job.status}: {', '.join(parts)} of {p.total}"
 
 
 def export_to(client: TaggerClient, job_id: str, out: Path, fmt: str) -> None:
@@ -153,16 +161,16 @@ def submit(
             job = client.submit_archive(archives[0], **options)
         else:
             job = client.submit_files(images, **options)
-        typer.echo(job["id"])
-        console.print(f"job {job['id']} {job['status']}: {job['progress']['total']} items")
+        typer.echo(job.id)
+        console.print(f"job {job.id} {job.status}: {job.progress.total} items")
         if not (wait or out):
             return
         job = follow_job(client, job)
         console.print(summary(job))
         if out:
-            export_to(client, job["id"], out, "jsonl" if out.suffix == ".jsonl" else "csv")
+            export_to(client, job.id, out, "jsonl" if out.suffix == ".jsonl" else "csv")
             console.print(f"wrote {out}")
-    if job["status"] != "succeeded":
+    if job.status != "succeeded":
         raise typer.Exit(1)
 
 
@@ -171,27 +179,35 @@ def submit(
 
 def jobs(
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+    cursor: Annotated[str | None, typer.Option(
+        help="The next_cursor of the previous page (older jobs)")] = None,
+    as_json: JsonOpt = False,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Your jobs, newest first."""
     with connect(server, api_key) as client:
-        page = client.jobs(limit)
+        page = client.jobs(limit, cursor)
+    if as_json:
+        print_json(page)
+        return
     table = Table(box=box.SIMPLE)
     table.add_column("id", no_wrap=True, min_width=32)  # whole: it is what the others take
     for column in ("source", "status", "done", "failed", "total", "created"):
         table.add_column(column, overflow="fold",
                          justify="right" if column in ("done", "failed", "total") else "left")
-    for job in page["items"]:
-        p = job["progress"]
-        table.add_row(job["id"], job["source"], job["status"], str(p["done"]), str(p["failed"]),
-                      str(p["total"]), job["created_at"][:19].replace("T", " "))
+    for job in page.items:
+        p = job.progress
+        table.add_row(job.id, job.source, job.status, str(p.done), str(p.failed),
+                      str(p.total), job.created_at[:19].replace("T", " "))
     Console().print(table)
+    if page.next_cursor:
+        console.print(f"more: --cursor {page.next_cursor}")
 
 
 def status(
     job_id: Annotated[str, typer.Argument(help="Job id")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON")] = False,
+    as_json: JsonOpt = False,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
@@ -199,11 +215,11 @@ def status(
     with connect(server, api_key) as client:
         job = client.job(job_id)
     if as_json:
-        typer.echo(json.dumps(job, indent=2))
+        print_json(job)
         return
     typer.echo(summary(job))
-    typer.echo(f"created {job['created_at']}, started {job['started_at'] or '-'},"
-               f" finished {job['finished_at'] or '-'}, model {job['model_version'] or '-'}")
+    typer.echo(f"created {job.created_at}, started {job.started_at or '-'},"
+               f" finished {job.finished_at or '-'}, model {job.model_version or '-'}")
 
 
 def results(
@@ -227,12 +243,15 @@ def results(
 
 def cancel(
     job_id: Annotated[str, typer.Argument(help="Job id")],
+    as_json: JsonOpt = False,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Cancel a job: items not yet processed are skipped."""
     with connect(server, api_key) as client:
         job = client.cancel(job_id)
+    if as_json:
+        print_json(job)
     console.print(summary(job))
 
 
@@ -243,26 +262,30 @@ models_app = typer.Typer(help="The server's model versions: list, activate, down
 
 
 @models_app.callback(invoke_without_command=True)
-def models(ctx: typer.Context, server: ServerOpt = None, api_key: ApiKeyOpt = None) -> None:
-    """List model versions (or: activate V, download V)."""
+def models(ctx: typer.Context, as_json: JsonOpt = False, server: ServerOpt = None,
+           api_key: ApiKeyOpt = None) -> None:
+    """List model versions (or: list, activate V, download V)."""
     if ctx.invoked_subcommand is None:
-        list_models(server, api_key)
+        list_models(as_json, server, api_key)
 
 
 @models_app.command("list")
-def list_models(server: ServerOpt = None, api_key: ApiKeyOpt = None) -> None:
+def list_models(as_json: JsonOpt = False, server: ServerOpt = None,
+                api_key: ApiKeyOpt = None) -> None:
     """Model versions with their metrics; the active one is marked."""
     with connect(server, api_key) as client:
-        versions = client.models()
+        page = client.models()
+    if as_json:
+        print_json(page)
+        return
     table = Table()
     for column in ("version", "arch", "val accuracy", "source", "registered", "active"):
         table.add_column(column)
-    for model in versions:
-        accuracy = (model.get("metrics") or {}).get("val_accuracy")
-        table.add_row(model["version"], model.get("arch", ""),
+    for model in page.items:
+        accuracy = model.metrics.get("val_accuracy")
+        table.add_row(model.version, model.arch,
                       f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "",
-                      model.get("source", ""), model.get("registered_at", ""),
-                      "yes" if model.get("active") else "")
+                      model.source, model.registered_at, "yes" if model.active else "")
     Console().print(table)
 
 
@@ -295,18 +318,18 @@ def download_model(
     console.print(f"wrote {out} ({size / 1e6:.1f} MB)")
 
 
-def training_progress(job: Job) -> tuple[float, str]:
+def training_progress(job: TrainingJob) -> tuple[float, str]:
     """(percent done, text) for the bar."""
-    p = job.get("progress") or {}
-    text = [job.get("status", "")]
-    if p.get("epochs"):
-        text.append(f"epoch {p.get('epoch', 0)}/{p['epochs']}")
-    for name, label in (("loss", "loss"), ("val_accuracy", "val acc")):
-        if isinstance(job.get(name), int | float):
-            text.append(f"{label} {job[name]:.4f}")
-    if job.get("eta_s"):
-        text.append(f"~{job['eta_s']:.0f} s left")
-    done = 1.0 if job.get("status") == "succeeded" else float(p.get("fraction") or 0)
+    p = job.progress
+    text: list[str] = [job.status]
+    if p.epochs:
+        text.append(f"epoch {p.epoch}/{p.epochs}")
+    for value, label in ((job.loss, "loss"), (job.val_accuracy, "val acc")):
+        if value is not None:
+            text.append(f"{label} {value:.4f}")
+    if job.eta_s:
+        text.append(f"~{job.eta_s:.0f} s left")
+    done = 1.0 if job.status == "succeeded" else p.fraction
     return 100 * done, " ".join(text)
 
 
@@ -314,41 +337,40 @@ def run_remote_training(server: str | None, api_key: str | None, params: dict[st
     """`fashion-tagger train --remote`: queue a training job on the server and follow it."""
     with connect(server, api_key) as client:
         job = client.create_training_job(**params)
-        typer.echo(job["id"])
+        typer.echo(job.id)
         with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("{task.fields[text]}"),
                       TimeElapsedColumn(), console=console) as bar:
-            task = bar.add_task("train", total=100, text=job.get("status", ""))
+            task = bar.add_task("train", total=100, text=job.status)
 
-            def update(current: Job) -> None:
+            def update(current: TrainingJob) -> None:
                 completed, text = training_progress(current)
                 bar.update(task, completed=completed, text=text)
 
             job = _follow_training(client, job, update)
-    model, activation = job.get("model_version"), job.get("activation")
-    console.print(f"training job {job['id']} {job['status']}"
-                  + (f": model {model}" if model else "")
-                  + (f" ({activation})" if activation else ""))
-    if job["status"] != "succeeded":
-        error = job.get("error")
-        if error:
-            console.print(f"[red]error:[/] {error}", highlight=False)
+    console.print(f"training job {job.id} {job.status}"
+                  + (f": model {job.model_version}" if job.model_version else "")
+                  + (f" ({job.activation})" if job.activation else ""))
+    if job.status != "succeeded":
+        if job.error:
+            console.print(f"[red]error:[/] {job.error}", highlight=False)
         raise typer.Exit(1)
 
 
-def _follow_training(client: TaggerClient, job: Job, update: Callable[[Job], None]) -> Job:
+def _follow_training(client: TaggerClient, job: TrainingJob,
+                     update: Callable[[TrainingJob], None]) -> TrainingJob:
     update(job)
     try:
-        for _, current in client.training_events(job["id"]):
+        for _, current in client.training_events(job.id):
             update(current)
             job = current
-            if job["status"] in TERMINAL:
+            if job.ended:
                 return job
     except TaggerError as exc:
         if exc.status not in (0, 404, 405):
             raise
-    while job["status"] not in TERMINAL:  # no stream (or it broke off): poll
+    while not job.ended:  # no stream (or it broke off): poll
         time.sleep(1.0)
-        job = client.training_job(job["id"])
+        job = client.training_job(job.id)
         update(job)
     return job
 

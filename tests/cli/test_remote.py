@@ -21,6 +21,11 @@ from core.settings import get_settings
 from tests.conftest import png_bytes
 
 runner = CliRunner()
+JOB = {"id": "j", "kind": "bulk", "source": "archive", "status": "queued",
+       "progress": {"total": 3, "done": 0, "failed": 0, "skipped": 0},
+       "created_at": "2026-01-01T00:00:00Z", "started_at": None, "finished_at": None,
+       "model_version": None, "model": None, "top_k": 3, "review_threshold": None,
+       "results_url": "/v1/jobs/j/results"}
 
 
 def tagger(stack, *args: str, key: str = "alice-key"):
@@ -70,6 +75,8 @@ def test_an_archive_then_status_jobs_and_results(live_stack, tmp_path):
     assert as_json["progress"] == {"total": 6, "done": 5, "failed": 1, "skipped": 0}
     listed = tagger(live_stack, "jobs", "--limit", "100")
     assert listed.exit_code == 0 and job_id in listed.stdout
+    page = json.loads(tagger(live_stack, "jobs", "--limit", "100", "--json").stdout)
+    assert job_id in [job["id"] for job in page["items"]] and "next_cursor" in page
     lines = tagger(live_stack, "results", job_id, "--format", "jsonl").stdout.splitlines()
     items = {item["filename"]: item for item in map(json.loads, lines)}
     assert items["broken.png"]["status"] == "error" and items["a/0.png"]["status"] == "ok"
@@ -155,10 +162,9 @@ def test_many_files_are_sent_as_one_zip(tmp_path, monkeypatch):
 
     def server(request: httpx.Request) -> httpx.Response:
         sent["body"] = request.read()
-        job = {"id": "j", "status": "queued", "progress": {"total": 3}}
-        return httpx.Response(202, json=job)
+        return httpx.Response(202, json=JOB)
 
-    monkeypatch.setattr("cli.client.MAX_PARTS", 2)
+    monkeypatch.setattr("cli.client_base.MAX_PARTS", 2)
     images = write_images(tmp_path, 3)
     paths = sorted(tmp_path.rglob("*.png"))
     with TaggerClient("http://tagger.invalid", transport=httpx.MockTransport(server)) as client:
@@ -184,6 +190,9 @@ def test_models_list_download_and_activate(live_stack, tmp_path):
     listed = tagger(live_stack, "models", "list")
     assert listed.exit_code == 0, listed.output
     assert "v1" in listed.stdout and "yes" in listed.stdout  # the seeded, active version
+    for command in (["models", "list", "--json"], ["models", "--json"]):
+        page = json.loads(tagger(live_stack, *command).stdout)
+        assert page["active"] == "v1" and page["items"][0]["version"] == "v1", command
     for fmt, magic in (("safetensors", None), ("onnx", b"\x08")):
         out = tmp_path / f"m.{fmt}"
         got = tagger(live_stack, "models", "download", "v1", "--format", fmt, "--out", str(out))
@@ -205,3 +214,26 @@ def test_remote_training_is_followed_to_its_end(live_stack, capsys):
     captured = capsys.readouterr()
     job_id = captured.out.strip()
     assert f"training job {job_id} succeeded: model v" in captured.err
+
+
+def test_jobs_pages_with_the_cursor_as_json(live_stack, tmp_path):
+    write_images(tmp_path / "p", 1)
+    for _ in range(3):
+        assert tagger(live_stack, "submit", str(tmp_path / "p"), key="bob-key").exit_code == 0
+    first = json.loads(tagger(live_stack, "jobs", "--limit", "2", "--json", key="bob-key").stdout)
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    second = json.loads(tagger(live_stack, "jobs", "--limit", "2", "--cursor",
+                               first["next_cursor"], "--json", key="bob-key").stdout)
+    assert not {j["id"] for j in first["items"]} & {j["id"] for j in second["items"]}
+
+
+def test_version_and_documented_exit_codes():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == (
+        f"fashion-tagger {version('fashion-tagger')}")
+    helped = " ".join(runner.invoke(app, ["--help"]).stdout.split())  # unwrapped
+    assert "Exit codes: 0 done" in helped and "; 2 usage error" in helped
+    usage = runner.invoke(app, ["jobs", "--limit", "0"])
+    assert usage.exit_code == 2
