@@ -7,7 +7,7 @@ import json
 from api.auth import Tenant
 from api.errors import not_found
 from api.schemas import JobPublic
-from store.jobs import ACTIVE, JobStore
+from store.jobs import ACTIVE, TERMINAL, JobStore
 from store.results import job_summary, skipped_result
 
 MAX_WAIT_S = 30  # the longest `?wait=` a client may ask for (POST /v1/classify)
@@ -29,12 +29,13 @@ def public(job: dict[str, str]) -> JobPublic:
 
 
 def result_item(index: int, meta: dict, raw: bytes | None, job: dict[str, str]) -> dict | None:
-    """A stored result, or the `skipped` item of a cancelled job no worker reached; None while
-    the item is still pending."""
+    """A stored result, or the `skipped` item of an ended job (an ended job takes no more
+    results: cancelled, past its deadline, its upload interrupted); None while the item is
+    still pending."""
     if raw is not None:
         return json.loads(raw)
-    if job["status"] == "cancelled":
-        return skipped_result(index, meta)
+    if job["status"] in TERMINAL:
+        return skipped_result(index, meta, job.get("end_reason") or "cancelled")
     return None
 
 

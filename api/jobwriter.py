@@ -64,7 +64,7 @@ class JobWriter:
 
     def abort(self) -> None:
         assert self.job is not None
-        self.store.discard(self.job.job_id, self.spec.tenant, self.chunks)
+        self.store.discard(self.job.job_id, self.spec.tenant)
         if self.idempotency:
             self.store.release_idempotency(self.spec.tenant, self.idempotency)
 

@@ -5,6 +5,7 @@ Torch-free by design: the API enqueues by task name and reads the job store, not
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -22,11 +23,13 @@ from api.jobviews import MAX_WAIT_S
 from api.jobwriter import write_single_jobs
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import RequestMetricsMiddleware, create_metrics
+from api.reaper import sweep_forever
 from api.routes import classify, datasets, health, jobs, models, results, training, web
 from core.logs import configure_json_logging
 from core.settings import Settings, get_settings
 from store.connection import redis_url, sync_redis
 from store.jobs import JobStore
+from store.recovery import Reaper
 from worker.app import create_celery
 
 log = logging.getLogger("api")
@@ -53,6 +56,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         until_ended=services.completions.all_ended,
         max_in_flight=services.settings.interactive_in_flight)
     services.batcher.start()
+    settings = services.settings
+    reaper = asyncio.get_running_loop().create_task(sweep_forever(
+        Reaper(services.store, settings.reaper_interval_s, settings.upload_stall_s),
+        services.celery), name="reaper")
     # Start-up's objects (FastAPI, pydantic, routes) move out of the collector's reach: a full
     # collection then scans what requests made, not everything, and stops the event loop for a
     # few milliseconds instead of ~60 (every ~1.5 s at 32 concurrent clients, measured).
@@ -60,6 +67,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        reaper.cancel()
+        await asyncio.gather(reaper, return_exceptions=True)
         await services.batcher.stop()
         await services.completions.stop()
         await services.aredis.aclose()

@@ -19,6 +19,9 @@ class JobCreate(BaseModel):
         None, ge=0, le=1, description="items with confidence below it get needs_review=true")
     callback_url: str | None = Field(None, description="POSTed the job summary when it ends")
     model: str | None = Field(None, max_length=64, description="model version to pin (stored)")
+    deadline_s: int | None = Field(
+        None, ge=1, description="seconds from now: the job ends by then, and items not done"
+        " are skipped with reason `deadline`")
 
     @field_validator("callback_url", "model", mode="before")
     @classmethod
@@ -72,6 +75,10 @@ class JobPublic(BaseModel):
     model: str | None = Field(description="the model version requested at submission")
     top_k: int
     review_threshold: float | None
+    deadline_at: str | None = Field(None, description="when the job ends at the latest")
+    end_reason: Literal["cancelled", "deadline", "upload interrupted"] | None = Field(
+        None, description="why a job ended before all its items were done; its remaining"
+        " items are `skipped` with this reason")
     results_url: str
 
 

@@ -26,29 +26,37 @@ def check_idempotency_key(key: str | None) -> str | None:
 def submit(services: Services, tenant: Tenant, items: Iterable[Item], *, kind: str,
            source: str, top_k: int = 3, review_threshold: float | None = None,
            callback_url: str | None = None, model: str | None = None,
-           idempotency: str | None = None) -> tuple[dict[str, str], bool]:
+           deadline_s: int | None = None, idempotency: str | None = None
+           ) -> tuple[dict[str, str], bool]:
     """Create the job and stream its items in; returns (job record, created).
 
-    A repeated Idempotency-Key returns the tenant's earlier job (created=False) and reads
-    none of the items. Anything that goes wrong half-way removes the job again.
+    A repeated Idempotency-Key returns the tenant's earlier job (created=False) once it is
+    complete, and reads none of the items. Anything that goes wrong half-way removes the job
+    again.
     """
     if model is not None and not ModelRegistry(services.store.r).exists(model):
         # A pinned version must exist now: it cannot appear later (names are never reused).
         raise ApiError(422, f"model: unknown model version {model!r}; see GET /v1/models")
     settings = services.settings
+    if deadline_s is not None and deadline_s > settings.max_deadline_s:
+        raise ApiError(422, f"deadline_s: at most {settings.max_deadline_s} seconds")
     single = kind == "classify"
     spec = JobSpec(
         tenant=tenant.name, kind=kind, source=source,
         queue=names.INTERACTIVE_QUEUE if single else names.BULK_QUEUE,
         chunk_size=1 if single else settings.chunk_size, top_k=top_k,
-        review_threshold=review_threshold, callback_url=callback_url, model=model)
+        review_threshold=review_threshold, callback_url=callback_url, model=model,
+        deadline_s=deadline_s)
     writer = JobWriter(services.store, services.celery, spec, idempotency)
     new = writer.open()
     if not new.created:
         job = services.store.get_job(new.job_id)
-        if job is None:  # the first request with this key is still writing its job
+        if job is None or job["sealed"] != "1":
+            # The first request with this key is still writing its job, or its API died
+            # half-way: the reaper then ends that job and frees the key (upload_stall_s).
             raise ApiError(409, "a request with this Idempotency-Key is still in progress;"
-                                " retry shortly", "idempotency_conflict")
+                                " retry shortly", "idempotency_conflict",
+                           headers={"Retry-After": str(round(settings.upload_stall_s))})
         return job, False
     try:
         for meta, data in items:

@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     interactive_in_flight: int = Field(default=2, ge=1)
 
     fetch_allow_private: bool = False
-    fetch_timeout_s: float = Field(default=10.0, gt=0)
+    fetch_timeout_s: float = Field(default=10.0, gt=0, description="one network operation")
+    # One URL in all: DNS, connect, every redirect and the body (a slow-drip host ends here).
+    fetch_deadline_s: float = Field(default=30.0, gt=0)
     webhook_secret: str = "dev-webhook-secret"
 
     # Service (worker/, api/). None => the shipped model (Predictor.default()).
@@ -61,6 +63,18 @@ class Settings(BaseSettings):
     # Redis redelivers an unacked task after this long; it must exceed the longest task or a
     # slow chunk runs twice (harmless, results are idempotent, but wasted work).
     broker_visibility_timeout_s: int = Field(default=7200, gt=0)
+    # Every job ends, whatever dies (docs/DESIGN.md, "Reliability model"). A worker renews the
+    # lease of each chunk it works on every third of `chunk_lease_s`; the reaper (in every
+    # worker and API process, one at a time, every `reaper_interval_s`) queues again a chunk
+    # whose lease lapsed, ends jobs past their deadline, ends an upload that stopped writing
+    # for `upload_stall_s` (its API died) and resends undelivered webhooks.
+    chunk_lease_s: float = Field(default=60.0, ge=1)
+    reaper_interval_s: float = Field(default=5.0, gt=0)
+    upload_stall_s: float = Field(default=30.0, ge=1)
+    # A chunk task that raises is retried this often, with exponential backoff and jitter;
+    # after that its remaining items are recorded as errors.
+    chunk_retries: int = Field(default=4, ge=0, le=20)
+    max_deadline_s: int = Field(default=7 * 24 * 3600, gt=0, description="deadline_s limit")
     # Training jobs (worker/trainer.py). A run longer than the visibility timeout may be
     # delivered twice; the job's lease makes the second delivery stand aside (store.training).
     training_time_limit_s: int = Field(default=6 * 3600, gt=60, description="one training job")

@@ -15,28 +15,44 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from store import scripts
 from store.keys import (
+    ACTIVE_JOBS_KEY,
     ACTIVE_MODEL_KEY,
+    DEADLINES_KEY,
     DONE_CHANNEL,
+    LEASES_KEY,
     METRICS_JOBS_ACTIVE_KEY,
     METRICS_JOBS_KEY,
+    UPLOADING_KEY,
+    WEBHOOK_OUTBOX_KEY,
     done_key,
     idempotency_key,
     input_key,
+    input_prefix,
     items_key,
     job_key,
+    lease_member,
+    pending_key,
     results_key,
     tenant_jobs_key,
 )
 from store.records import decode_hash, now_iso
 from store.results import COUNTERS
+from store.scripts import ScriptCall
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
-# Every script that changes a job's state also counts the transition for /metrics.
-_COUNTS = (METRICS_JOBS_KEY, METRICS_JOBS_ACTIVE_KEY)
+# The keys every job-state script gets after its own (store/lua/lib/job_context.lua): the
+# metrics counters it keeps exact, the reaper's indexes, the webhook outbox, the leases.
+SERVICE_KEYS = (METRICS_JOBS_KEY, METRICS_JOBS_ACTIVE_KEY, ACTIVE_JOBS_KEY, UPLOADING_KEY,
+                DEADLINES_KEY, WEBHOOK_OUTBOX_KEY, LEASES_KEY)
+# An Idempotency-Key is claimed for this long before its job's record is written, so a key
+# whose API died before writing anything frees itself; the record then extends it to the job's
+# whole life.
+CLAIM_TTL_S = 300
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,7 @@ class JobSpec:
     review_threshold: float | None = None
     callback_url: str | None = None
     model: str | None = None  # a pinned model version; None = the active one at start
+    deadline_s: int | None = None  # the job ends by then, its unprocessed items skipped
 
 
 @dataclass(frozen=True)
@@ -82,14 +99,27 @@ class JobStore:
     def __init__(self, client: redis.Redis, ttl_s: int) -> None:
         self.r = client  # binary client: inputs are raw image bytes
         self.ttl_s = ttl_s
-        finishing = ("count_transition", "announce_end", "finish_job")
-        self._record = scripts.register(client, "record_results", finishing)
-        self._seal = scripts.register(client, "seal_job", finishing)
-        self._start = scripts.register(client, "start_chunk", ("count_transition",))
-        self._cancel = scripts.register(client, "cancel_job",
-                                        ("count_transition", "announce_end"))
-        self._discard = scripts.register(client, "discard_job", ("count_transition",))
+        context = ("job_context",)
+        self._record = scripts.register(client, "record_results", context)
+        self._seal = scripts.register(client, "seal_job", context)
+        self._start = scripts.register(client, "start_chunk", context)
+        self._cancel = scripts.register(client, "cancel_job", context)
+        self._end_early = scripts.register(client, "end_job_early", context)
+        self._discard = scripts.register(client, "discard_job", context)
+        self._requeue = scripts.register(client, "requeue_chunk", context)
         self._set_field = scripts.register(client, "set_job_field")
+
+    def _job_call(self, script: Script, job_id: str, keys: Sequence[str] = (),
+                  args: Sequence[Any] = ()) -> ScriptCall:
+        """A job-state script call in the layout of store/lua/lib/job_context.lua."""
+        return (script,
+                [job_key(job_id), results_key(job_id), done_key(job_id), pending_key(job_id),
+                 *keys, *SERVICE_KEYS],
+                [now_iso(), f"{time.time():.3f}", DONE_CHANNEL, input_prefix(job_id), *args])
+
+    def _run(self, script: Script, job_id: str, keys: Sequence[str] = (),
+             args: Sequence[Any] = ()) -> Any:
+        return scripts.run_scripts(self.r, [self._job_call(script, job_id, keys, args)])[0]
 
     # -- creating a job (API) -------------------------------------------------------------
 
@@ -107,7 +137,7 @@ class JobStore:
         expire_at = int(now) + self.ttl_s
         if idempotency is not None:
             idem = idempotency_key(spec.tenant, idempotency)
-            if not self.r.set(idem, job_id, nx=True, exat=expire_at):
+            if not self.r.set(idem, job_id, nx=True, ex=CLAIM_TTL_S):
                 return NewJob((self.r.get(idem) or b"").decode(), False, 0, {})
         record = {
             "id": job_id, "tenant": spec.tenant, "kind": spec.kind, "source": spec.source,
@@ -118,7 +148,9 @@ class JobStore:
             "model_version": "", "total": 0, "chunks": 0, "sealed": 0, "done": 0, "failed": 0,
             "skipped": 0, "cancel_requested": 0, "created_at": now_iso(), "started_at": "",
             "finished_at": "", "expire_at": expire_at, "webhook": "",
-            "idempotency_key": idempotency or "", "_created": now,
+            "idempotency_key": idempotency or "", "end_reason": "",
+            "deadline_at": int(now) + spec.deadline_s if spec.deadline_s else "",
+            "_created": now,
         }
         new = NewJob(job_id, True, expire_at, record)
         if write:
@@ -135,6 +167,12 @@ class JobStore:
         pipe.zadd(index, {job_id: created})
         pipe.zremrangebyscore(index, "-inf", created - self.ttl_s)  # jobs that have expired
         pipe.expire(index, self.ttl_s)
+        pipe.zadd(ACTIVE_JOBS_KEY, {job_id: created})
+        if record["deadline_at"]:
+            pipe.zadd(DEADLINES_KEY, {job_id: record["deadline_at"]})
+        if record["idempotency_key"]:  # the claim now lasts as long as the job
+            pipe.expireat(idempotency_key(record["tenant"], record["idempotency_key"]),
+                          record["expire_at"])
         pipe.hincrby(METRICS_JOBS_KEY, "queued", 1)
         pipe.hincrby(METRICS_JOBS_ACTIVE_KEY, "queued", 1)
 
@@ -166,20 +204,22 @@ class JobStore:
             self._queue_record(pipe, record)
         pipe.rpush(items_key(job_id), *[json.dumps(m) for m in metas])
         pipe.expireat(items_key(job_id), expire_at)
+        pipe.sadd(pending_key(job_id), chunk)
+        pipe.expireat(pending_key(job_id), expire_at)
+        if record is None or str(record["sealed"]) != "1":
+            # Still uploading: the reaper ends it if the writes stop (the API died).
+            pipe.zadd(UPLOADING_KEY, {job_id: time.time()})
         if inputs:
             pipe.hset(input_key(job_id, chunk), mapping=inputs)
             pipe.expireat(input_key(job_id, chunk), expire_at)
 
     def seal(self, job_id: str, total: int, chunks: int) -> bool:
         """All items are written; True if that finished the job (workers were faster)."""
-        keys = [job_key(job_id), done_key(job_id), *_COUNTS]
-        return self._seal(keys=keys, args=[total, chunks, now_iso(), DONE_CHANNEL]) == 1
+        return self._run(self._seal, job_id, args=[total, chunks]) == 1
 
-    def discard(self, job_id: str, tenant: str, chunks: int) -> None:
+    def discard(self, job_id: str, tenant: str) -> None:
         """Remove a job that failed validation half-way (its queued chunks find nothing)."""
-        keys = [job_key(job_id), items_key(job_id), results_key(job_id), done_key(job_id)]
-        keys += [input_key(job_id, c) for c in range(chunks)]
-        self._discard(keys=[*_COUNTS, tenant_jobs_key(tenant), *keys], args=[job_id])
+        self._run(self._discard, job_id, keys=[items_key(job_id), tenant_jobs_key(tenant)])
 
     def release_idempotency(self, tenant: str, key: str) -> None:
         self.r.delete(idempotency_key(tenant, key))
@@ -221,27 +261,48 @@ class JobStore:
             yield from self.page(job_id, start, min(total, start + batch))
 
     def cancel(self, job_id: str) -> int:
-        """-1 no such job, 0 already finished, 1 cancelled now (then the inputs are dropped)."""
-        outcome = self._cancel(keys=[job_key(job_id), done_key(job_id), *_COUNTS],
-                               args=[now_iso(), DONE_CHANNEL])
-        if outcome == 1:
-            chunks = int(self.r.hget(job_key(job_id), "chunks") or 0)
-            if chunks:
-                self.r.delete(*[input_key(job_id, c) for c in range(chunks)])
-        return int(outcome)
+        """-1 no such job, 0 already ended, 1 cancelled now (its unprocessed inputs dropped)."""
+        return int(self._run(self._cancel, job_id))
+
+    def end_early(self, job_id: str, reason: str) -> int:
+        """End an active job before all its items are done: reason "deadline" or "upload
+        interrupted" (which also frees its Idempotency-Key). 1 ended now, 0 had ended, -1 gone.
+        """
+        job = self.get_job(job_id)
+        idem = (idempotency_key(job["tenant"], job["idempotency_key"])
+                if job and job.get("idempotency_key") and reason == "upload interrupted" else "")
+        return int(self._run(self._end_early, job_id, keys=[idem], args=[reason]))
 
     # -- processing (workers) ------------------------------------------------------------
 
-    def start_chunks(self, chunks: Sequence[tuple[str, int | None]]) -> list[StartedChunk]:
+    def start_chunks(self, chunks: Sequence[tuple[str, int]], lease_s: float,
+                     interrupted: bool = False) -> list[StartedChunk]:
         """For each (job_id, chunk), in one round trip: fix the job's model version (its pinned
-        one, else the active one) if no chunk has yet, mark the job running, count this
-        attempt (chunk None: not counted). A gone job's record is {}."""
+        one, else the active one) if no chunk has yet, mark the job running, and lease the
+        chunk to the caller for `lease_s` (renew_leases while working). `interrupted`: this
+        delivery follows one whose worker died, which counts towards giving the chunk up.
+        A gone job's record is {}."""
+        until = time.time() + lease_s
         replies = scripts.run_scripts(self.r, [
-            (self._start, [job_key(job_id), ACTIVE_MODEL_KEY, *_COUNTS],
-             [now_iso(), f"attempts:{chunk}" if chunk is not None else ""])
+            self._job_call(self._start, job_id, keys=[ACTIVE_MODEL_KEY],
+                           args=[chunk, f"{until:.3f}", int(interrupted)])
             for job_id, chunk in chunks])
         return [StartedChunk(decode_hash(reply[1]), int(reply[0])) if reply
                 else StartedChunk({}, 0) for reply in replies]
+
+    def renew_leases(self, chunks: Sequence[tuple[str, int]], lease_s: float) -> None:
+        """Extend the leases of chunks this process is working on (never re-creates one the
+        reaper or a finished record removed)."""
+        until = time.time() + lease_s
+        self.r.zadd(LEASES_KEY, {lease_member(job_id, chunk): until for job_id, chunk in chunks},
+                    xx=True)
+
+    def requeue(self, job_id: str, chunk: int, interrupted: bool) -> str | None:
+        """The queue to send the chunk to again, or None: it is not pending in an active job,
+        or a worker holds an unexpired lease on it. `interrupted` counts towards giving it up
+        (its holder died)."""
+        queue = self._run(self._requeue, job_id, args=[chunk, job_id, int(interrupted)])
+        return queue.decode() if queue else None
 
     def chunks_inputs(self, chunks: Sequence[tuple[str, int, int]]) -> list[ChunkInputs]:
         """For each (job_id, chunk, chunk_size), in one round trip: the chunk's item metadata,
@@ -260,26 +321,34 @@ class JobStore:
                                    {int(k): v for k, v in inputs.items()}))
         return out
 
-    def record_results(self, job_id: str, chunk: int | None,
-                       results: Sequence[dict[str, Any]]) -> int:
-        """Write results (each once), count them, drop the chunk's inputs, finish the job if
-        complete: one atomic script. Returns 1 if this call finished the job, -1 if it is gone.
-        """
+    def record_results(self, job_id: str, chunk: int, results: Sequence[dict[str, Any]]) -> int:
+        """Release the chunk (lease, inputs), write its results (each once) and count them, and
+        finish the job if complete: one atomic script. A job that already ended takes no more
+        results. Returns 1 if this call finished the job, -1 if it is gone, else 0."""
         return self.record_many([(job_id, chunk, results)])[0]
 
-    def record_many(self, chunks: Sequence[tuple[str, int | None, Sequence[dict[str, Any]]]]
+    def record_many(self, chunks: Sequence[tuple[str, int, Sequence[dict[str, Any]]]]
                     ) -> list[int]:
         """record_results for several chunks in one round trip (one atomic script each)."""
         calls = []
         for job_id, chunk, results in chunks:
-            args: list[Any] = [now_iso(), DONE_CHANNEL]
+            args: list[Any] = [chunk]
             for item in results:
                 args += [item["index"], COUNTERS[item["status"]], json.dumps(item)]
-            keys = [job_key(job_id), results_key(job_id),
-                    input_key(job_id, chunk) if chunk is not None else "", done_key(job_id),
-                    *_COUNTS]
-            calls.append((self._record, keys, args))
+            calls.append(self._job_call(self._record, job_id, args=args))
         return [int(reply) for reply in scripts.run_scripts(self.r, calls)]
 
     def set_field(self, job_id: str, field: str, value: str) -> None:
         self._set_field(keys=[job_key(job_id)], args=[field, value])
+
+    # -- webhooks: the outbox (store/lua/lib/job_context.lua adds an ended job to it) ----------
+
+    def webhook_due(self, job_id: str, at: float) -> None:
+        """The job's webhook is being tried; if it is still undelivered at `at`, the reaper
+        sends it again."""
+        self.r.zadd(WEBHOOK_OUTBOX_KEY, {job_id: at}, xx=True)
+
+    def webhook_settled(self, job_id: str, outcome: str) -> None:
+        """Delivered (or given up, with why): out of the outbox for good."""
+        self.r.zrem(WEBHOOK_OUTBOX_KEY, job_id)
+        self.set_field(job_id, "webhook", outcome)

@@ -7,9 +7,21 @@ Jobs (every key expires with its job, at the job's `expire_at`):
     tagger:job:{id}:input:{c}     hash    item index -> image bytes; deleted when chunk c is done
     tagger:job:{id}:results       hash    item index -> result item JSON (written once: HSETNX)
     tagger:job:{id}:done          list    a token pushed when the job ends (waiters block on it)
+    tagger:job:{id}:pending       set     chunks written but not yet recorded
     tagger:tenant:{t}:jobs        zset    job id scored by creation time (newest-first listing)
     tagger:idem:{t}:{sha256(k)}   string  Idempotency-Key k -> job id
     tagger:jobs:done              channel an ended job's record (and one-item result), as JSON
+
+What the reaper watches (store.recovery; entries leave when their job ends):
+
+    tagger:jobs:active            zset    queued/running job id -> creation time
+    tagger:jobs:uploading         zset    unsealed job id -> time its upload last wrote
+    tagger:jobs:deadlines         zset    job id -> its deadline (unix)
+    tagger:chunks:leases          zset    "{job id}:{chunk}" -> lease expiry (unix), renewed
+                                          by the worker process running the chunk
+    tagger:webhooks:outbox        zset    job id -> when its webhook is due (until delivered)
+    tagger:reaper:lock            string  held by the one process sweeping right now
+    tagger:redis:run_id           string  the Redis run_id the last sweep saw (restarts)
 
 Items of chunk c are indices [c * chunk_size, (c + 1) * chunk_size): a task message carries
 only (job_id, chunk).
@@ -35,8 +47,13 @@ def items_key(job_id: str) -> str:
     return f"{job_key(job_id)}:items"
 
 
+def input_prefix(job_id: str) -> str:
+    """What a chunk number completes into its input key (scripts build them this way)."""
+    return f"{job_key(job_id)}:input:"
+
+
 def input_key(job_id: str, chunk: int) -> str:
-    return f"{job_key(job_id)}:input:{chunk}"
+    return f"{input_prefix(job_id)}{chunk}"
 
 
 def results_key(job_id: str) -> str:
@@ -45,6 +62,10 @@ def results_key(job_id: str) -> str:
 
 def done_key(job_id: str) -> str:
     return f"{job_key(job_id)}:done"
+
+
+def pending_key(job_id: str) -> str:
+    return f"{job_key(job_id)}:pending"
 
 
 def tenant_jobs_key(tenant: str) -> str:
@@ -56,6 +77,24 @@ def idempotency_key(tenant: str, key: str) -> str:
 
 
 DONE_CHANNEL = f"{PREFIX}:jobs:done"
+
+ACTIVE_JOBS_KEY = f"{PREFIX}:jobs:active"
+UPLOADING_KEY = f"{PREFIX}:jobs:uploading"
+DEADLINES_KEY = f"{PREFIX}:jobs:deadlines"
+LEASES_KEY = f"{PREFIX}:chunks:leases"
+WEBHOOK_OUTBOX_KEY = f"{PREFIX}:webhooks:outbox"
+REAPER_LOCK_KEY = f"{PREFIX}:reaper:lock"
+REDIS_RUN_ID_KEY = f"{PREFIX}:redis:run_id"
+
+
+def lease_member(job_id: str, chunk: int) -> str:
+    """A chunk's member in LEASES_KEY (scripts build them this way)."""
+    return f"{job_id}:{chunk}"
+
+
+def parse_lease_member(member: str) -> tuple[str, int]:
+    job_id, _, chunk = member.rpartition(":")
+    return job_id, int(chunk)
 
 # -- workers --------------------------------------------------------------------------------
 

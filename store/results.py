@@ -5,11 +5,14 @@
      "needs_review": false, "model_version": "...", "error": null}
 
 Built here as plain dicts (stored as JSON in Redis, one per item index): the workers write
-them, and the API builds the `skipped` items of a cancelled job from the same code.
+them, and the API builds the `skipped` items of an ended job (cancelled, past its deadline,
+its upload interrupted) from the same code: a job that ended takes no more results, so every
+item without one was skipped.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 # The job counter each item status adds to (store.jobs counts them as results are written).
@@ -57,17 +60,26 @@ def error_result(index: int, meta: dict[str, Any], message: str,
     return item
 
 
-def skipped_result(index: int, meta: dict[str, Any]) -> dict[str, Any]:
+# Why the items of a job that ended early were skipped: "<reason>: <explanation>".
+SKIP_REASONS = {
+    "cancelled": "cancelled: the job was cancelled before this item was processed",
+    "deadline": "deadline: the job's deadline passed before this item was processed",
+    "upload interrupted": "upload interrupted: the upload stopped before the job was complete",
+}
+
+
+def skipped_result(index: int, meta: dict[str, Any], end_reason: str) -> dict[str, Any]:
     item = _base(index, meta, "skipped")
-    item["error"] = "job cancelled before this item was processed"
+    item["error"] = SKIP_REASONS.get(end_reason, f"{end_reason}: not processed")
     return item
 
 
 def job_summary(job: dict[str, str]) -> dict[str, Any]:
     """A job as clients see it (GET /v1/jobs/{id}, the webhook body), from its Redis record."""
     total, done, failed = (int(job.get(k) or 0) for k in ("total", "done", "failed"))
-    # Items of a cancelled job that no worker reached count as skipped straight away.
-    skipped = total - done - failed if job["status"] == "cancelled" else int(job["skipped"] or 0)
+    # An ended job takes no more results: whatever has none was skipped.
+    ended = job["status"] in ("succeeded", "failed", "cancelled")
+    skipped = total - done - failed if ended else int(job.get("skipped") or 0)
     threshold = job.get("review_threshold")
     return {
         "id": job["id"], "kind": job["kind"], "source": job["source"], "status": job["status"],
@@ -77,5 +89,8 @@ def job_summary(job: dict[str, str]) -> dict[str, Any]:
         "model_version": job["model_version"] or None, "model": job["model"] or None,
         "top_k": int(job["top_k"]),
         "review_threshold": float(threshold) if threshold else None,
+        "deadline_at": (datetime.fromtimestamp(int(job["deadline_at"]), UTC).isoformat()
+                        if job.get("deadline_at") else None),
+        "end_reason": job.get("end_reason") or None,
         "results_url": f"/v1/jobs/{job['id']}/results",
     }

@@ -29,11 +29,14 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_time_limit=settings.task_time_limit_s,
+        # Before the hard limit: a chunk records its remaining items as errors (worker.tasks).
+        task_soft_time_limit=max(1, settings.task_time_limit_s - 30),
         worker_prefetch_multiplier=1,  # one reserved task per child: no chunk waits behind another
         # Children import torch and load the model at start; 4 s (the default) is too short
         # on a loaded 2-core machine.
         worker_proc_alive_timeout=120.0,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a restarting Redis: reconnect, never give up
         broker_transport_options={
             "visibility_timeout": settings.broker_visibility_timeout_s,
             "queue_order_strategy": "priority",  # interactive before bulk, always

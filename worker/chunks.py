@@ -7,24 +7,23 @@ task brings the one-image chunks of several concurrent jobs. Torch-free: predict
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
+import redis
 
 from core.settings import Settings
-from store.jobs import ChunkInputs, JobStore, StartedChunk
+from store.jobs import ACTIVE, ChunkInputs, JobStore, StartedChunk
 from store.metrics import ChunkStats, record_chunks
-from store.results import PredictionLike, error_result, ok_result, skipped_result
-from worker.fetch import FetchError, fetch_image
+from store.results import PredictionLike, error_result, ok_result
+from worker.fetch import FetchError, fetch_all
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # a chunk that killed its worker this often gets per-item errors instead
-FETCH_THREADS = 16  # URL fetches are I/O-bound: overlap them (bounds a chunk's wall time)
 
 
 class PredictorLike(Protocol):
@@ -53,9 +52,36 @@ class OpenChunk:
         return self.job["model_version"]
 
 
+class ChunkLeases:
+    """Keeps the leases of the chunks a task works on (store.jobs.start_chunks takes them)
+    from a daemon thread, three times per lease: if this process dies, they lapse and the
+    reaper queues the chunks again (store.recovery)."""
+
+    def __init__(self, store: JobStore, refs: Sequence[tuple[str, int]], lease_s: float) -> None:
+        self.store, self.refs, self.lease_s = store, list(refs), lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tagger-leases", daemon=True)
+
+    def __enter__(self) -> ChunkLeases:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.lease_s / 3)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                self.store.renew_leases(self.refs, self.lease_s)
+            except redis.RedisError as exc:  # lapses only if this goes on for a whole lease
+                log.warning("could not renew chunk leases: %s", exc)
+
+
 def classify_chunks(store: JobStore, predictor_for: PredictorFor, settings: Settings,
                     refs: Sequence[tuple[str, int]],
-                    seed_registry: Callable[[], object] = lambda: None) -> list[dict[str, str]]:
+                    seed_registry: Callable[[], object] = lambda: None,
+                    interrupted: bool = False) -> list[dict[str, str]]:
     """Process several chunks, of one job or many (concurrent single-image jobs), with ONE
     predict_images call per model version and top_k, and each store step for all of them in
     one round trip. Returns the records of the jobs these chunks finished.
@@ -63,31 +89,56 @@ def classify_chunks(store: JobStore, predictor_for: PredictorFor, settings: Sett
     Safe to run twice (a redelivered task): items that already have a result are not
     recomputed, and the store writes and counts each item once. `seed_registry` registers a
     first model when a job finds the registry empty (a worker's very first start).
+    `interrupted`: this delivery follows one whose worker died (it counts towards giving the
+    chunks up).
     """
-    opened = open_chunks(store, settings, refs, seed_registry)
-    groups: dict[tuple[str, str], list[OpenChunk]] = {}
-    for c in opened:
-        if c.ready:
-            groups.setdefault((c.version, c.job["top_k"]), []).append(c)
-    for (version, _), group in groups.items():
-        classify_ready(group, version, predictor_for, settings)
-    results = [[c.results[i] for i, _ in c.todo] for c in opened]
-    codes = store.record_many([(c.job_id, c.chunk, r) for c, r in zip(opened, results,
-                                                                     strict=True)])
+    with ChunkLeases(store, refs, settings.chunk_lease_s):
+        opened = open_chunks(store, settings, refs, seed_registry, interrupted)
+        groups: dict[tuple[str, str], list[OpenChunk]] = {}
+        for c in opened:
+            if c.ready:
+                groups.setdefault((c.version, c.job["top_k"]), []).append(c)
+        for (version, _), group in groups.items():
+            classify_ready(group, version, predictor_for, settings)
+        results = [[c.results[i] for i, _ in c.todo if i in c.results] for c in opened]
+        codes = store.record_many([(c.job_id, c.chunk, r) for c, r in zip(opened, results,
+                                                                         strict=True)])
     record_chunks(store.r, [(c.stats, [item["status"] for item in r])
-                            for c, r in zip(opened, results, strict=True)])
+                            for c, r in zip(opened, results, strict=True) if r])
     return [c.job for c, code in zip(opened, codes, strict=True) if code == 1]
 
 
+def fail_chunks(store: JobStore, refs: Sequence[tuple[str, int]], message: str
+                ) -> list[dict[str, str]]:
+    """Record every item of these chunks that has no result yet as an error with `message`
+    (a task that gives up); returns the records of the jobs that ended."""
+    jobs = [(job_id, chunk, store.get_job(job_id)) for job_id, chunk in refs]
+    live = [(job_id, chunk, job) for job_id, chunk, job in jobs if job]
+    inputs = store.chunks_inputs([(job_id, chunk, int(job["chunk_size"]))
+                                  for job_id, chunk, job in live])
+    records = []
+    for (job_id, chunk, job), read in zip(live, inputs, strict=True):
+        start = chunk * int(job["chunk_size"])
+        version = job["model_version"] or None
+        records.append((job_id, chunk, [
+            error_result(start + i, meta, message, version)
+            for i, (meta, done) in enumerate(zip(read.metas, read.written, strict=True))
+            if done is None]))
+    codes = store.record_many(records)
+    return [job for (_, _, job), code in zip(live, codes, strict=True) if code == 1]
+
+
 def open_chunks(store: JobStore, settings: Settings, refs: Sequence[tuple[str, int]],
-                seed_registry: Callable[[], object]) -> list[OpenChunk]:
+                seed_registry: Callable[[], object], interrupted: bool) -> list[OpenChunk]:
     """Start the chunks and read them: the items to classify (URLs fetched) and the results
-    already decided (skipped, given up, unreadable). Chunks of gone jobs drop."""
-    started = store.start_chunks(refs)
+    already decided (given up, unreadable). Chunks of gone jobs drop."""
+    lease_s = settings.chunk_lease_s
+    started = store.start_chunks(refs, lease_s, interrupted)
     if any(s.job and not s.attempt for s in started):  # no model registered yet
         seed_registry()
         again = [i for i, s in enumerate(started) if s.job and not s.attempt]
-        for i, s in zip(again, store.start_chunks([refs[i] for i in again]), strict=True):
+        for i, s in zip(again, store.start_chunks([refs[i] for i in again], lease_s,
+                                                  interrupted), strict=True):
             started[i] = s
     live: list[tuple[str, int, StartedChunk]] = []
     for (job_id, chunk), s in zip(refs, started, strict=True):
@@ -110,8 +161,8 @@ def _open(settings: Settings, job_id: str, chunk: int, started: StartedChunk,
             if done is None]
     opened = OpenChunk(job_id, chunk, job, todo, ChunkStats(job["queue"]))
     version = job["model_version"] or None
-    if job["status"] == "cancelled":
-        opened.results = {i: skipped_result(i, meta) for i, meta in todo}
+    if job["status"] not in ACTIVE:
+        pass  # it ended (cancelled, past its deadline): its unprocessed items are skipped
     elif not attempt:
         message = "no model is registered, and none could be seeded"
         opened.results = {i: error_result(i, meta, message, None) for i, meta in todo}
@@ -197,20 +248,9 @@ def _gather_inputs(settings: Settings, todo: list[tuple[int, dict]],
         else:
             payloads.append("input no longer available (expired or deleted)")
     if urls:
-        fetched = fetch_all(list(urls.values()), settings)
+        fetched = fetch_all(list(urls.values()), settings.max_image_bytes,
+                            settings.fetch_allow_private, settings.fetch_timeout_s,
+                            settings.fetch_deadline_s)
         for position, data in zip(urls, fetched, strict=True):
             payloads[position] = data
     return payloads
-
-
-def fetch_all(urls: list[str], settings: Settings) -> list[bytes | FetchError]:
-    def fetch(url: str) -> bytes | FetchError:
-        try:
-            return fetch_image(client, url, settings.max_image_bytes,
-                               settings.fetch_allow_private)
-        except FetchError as exc:
-            return exc
-
-    with httpx.Client(timeout=settings.fetch_timeout_s, follow_redirects=False) as client, \
-            ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(urls))) as pool:
-        return list(pool.map(fetch, urls))

@@ -1,6 +1,7 @@
 """Our part of a worker's life, beside Celery's own: a bootstep for the main process (check
 and seed the model, decide the threads per inference process, reap training jobs a dead worker
-left, send the heartbeat) and the warm-up of each process that runs tasks.
+left, send the heartbeat, sweep for work nobody will finish) and the warm-up of each process
+that runs tasks.
 
 worker.app lists this module in `include`, so only worker processes import it.
 """
@@ -17,11 +18,14 @@ from celery import bootsteps, signals
 from core.models import SHIPPED_MODEL_PATH
 from core.settings import available_cores, get_settings
 from store.connection import sync_redis
+from store.jobs import JobStore
+from store.recovery import Reaper
 from store.registry import ModelRegistry, RegistryError
 from store.training import TrainingStore
 from worker import names
 from worker.app import app
 from worker.heartbeat import Heartbeat
+from worker.reaper import ReaperThread
 from worker.tasks import ModelTask, seed_registry
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,9 @@ class TaggerWorker(bootsteps.StartStopStep):
             raise SystemExit(f"cannot seed the empty model registry from {model}: {exc}"
                              ) from exc
         self.heartbeat: Heartbeat | None = None
+        self.reaper = ReaperThread(Reaper(JobStore(self.client, settings.result_ttl_s),
+                                          settings.reaper_interval_s, settings.upload_stall_s),
+                                   worker.app)
 
     def start(self, worker: Any) -> None:
         if not self.prefork:
@@ -72,8 +79,10 @@ class TaggerWorker(bootsteps.StartStopStep):
                 log.warning("training job %s: its worker was lost; marked failed", job_id)
         self.heartbeat = Heartbeat(self.client, worker.hostname)
         self.heartbeat.start()
+        self.reaper.start()
 
     def stop(self, worker: Any) -> None:
+        self.reaper.stop()
         if self.heartbeat is not None:
             self.heartbeat.stop()
 

@@ -6,6 +6,8 @@ task modules, and with them torch.
 
 from __future__ import annotations
 
+from typing import Any
+
 # Queues, in the order a worker polls them: Redis BRPOP tries its keys in order, so with the
 # "priority" queue order strategy a free worker always takes an interactive task first.
 INTERACTIVE_QUEUE = "interactive"  # single images (POST /v1/classify)
@@ -29,3 +31,12 @@ TASK_ROUTES = {
     SEND_WEBHOOK: {"queue": WEBHOOKS_QUEUE},
     TRAIN_MODEL: {"queue": TRAINING_QUEUE},
 }
+
+
+def send_recovered(celery: Any, sweep: Any) -> None:
+    """Queue what a reaper sweep found (store.recovery.Sweep): chunks to run again on their
+    job's queue, webhooks to send. Both the API and the workers sweep."""
+    for resend in sweep.chunks:
+        celery.send_task(CLASSIFY_CHUNK, args=[resend.job_id, resend.chunk], queue=resend.queue)
+    for job_id in sweep.webhooks:
+        celery.send_task(SEND_WEBHOOK, args=[job_id])

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import gc
 import logging
+import random
 import threading
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
 import redis
 from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from core.models import SHIPPED_MODEL_PATH
 from core.settings import Settings, available_cores, get_settings
@@ -37,6 +40,7 @@ from worker.trainprogress import LeaseKeeper, ProgressReporter, claim_job
 log = logging.getLogger(__name__)
 
 WEBHOOK_RETRIES = 8  # backoff 1, 2, 4 ... 128 s: about 4 minutes before giving up
+MAX_BACKOFF_S = 60.0
 
 
 class StoreTask(Task):
@@ -124,6 +128,11 @@ def notify_finished(celery: Celery, job: dict[str, str] | None) -> None:
         celery.send_task(names.SEND_WEBHOOK, args=[job["id"]])
 
 
+def backoff_s(retries: int) -> float:
+    """Exponential backoff with full jitter: concurrent failures do not retry in lockstep."""
+    return random.uniform(0, min(MAX_BACKOFF_S, 2.0 ** retries))
+
+
 @app.task(bind=True, base=ModelTask, name=names.CLASSIFY_CHUNK)
 def classify_chunk(self: ModelTask, job_id: str, chunk: int) -> None:
     classify(self, [(job_id, chunk)])
@@ -137,28 +146,61 @@ def classify_batch(self: ModelTask, refs: list[tuple[str, int]]) -> None:
 
 
 def classify(task: ModelTask, refs: list[tuple[str, int]]) -> None:
-    finished = chunks.classify_chunks(task.store, task.models.get, get_settings(), refs,
-                                      seed_registry=task.seed_registry)
+    """Every item of the chunks ends with a result: a task that raises is retried with
+    backoff, then its remaining items are recorded as errors; one that runs out of time
+    records them at once. Whatever this cannot record (Redis gone for good) the reaper
+    queues again when the chunks' leases lapse."""
+    settings = get_settings()
+    # Redelivered: the worker that had these chunks died with them (kombu marks the message).
+    interrupted = bool((task.request.delivery_info or {}).get("redelivered"))
+    try:
+        finished = chunks.classify_chunks(task.store, task.models.get, settings, refs,
+                                          seed_registry=task.seed_registry,
+                                          interrupted=interrupted)
+    except SoftTimeLimitExceeded:
+        log.warning("chunks %s ran out of time; their remaining items fail", refs)
+        finished = chunks.fail_chunks(task.store, refs, "not processed: the chunk ran past"
+                                      f" its time limit ({settings.task_time_limit_s} s)")
+    except Exception as exc:
+        retries = task.request.retries
+        if retries < settings.chunk_retries:
+            countdown = backoff_s(retries)
+            log.warning("chunks %s failed (%s: %s); retry %d in %.1f s", refs,
+                        type(exc).__name__, exc, retries + 1, countdown)
+            try:  # the retry renews the leases; if it never runs, they lapse and it is resent
+                task.store.renew_leases(refs, countdown + settings.chunk_lease_s)
+            except redis.RedisError:
+                pass
+            raise task.retry(exc=exc, countdown=countdown) from exc
+        log.exception("chunks %s failed %d times; their remaining items fail", refs,
+                      retries + 1)
+        finished = chunks.fail_chunks(task.store, refs, "could not be processed after"
+                                      f" {retries + 1} attempts ({type(exc).__name__})")
     for job in finished:
         notify_finished(task.app, job)
 
 
 @app.task(bind=True, base=StoreTask, name=names.SEND_WEBHOOK, max_retries=WEBHOOK_RETRIES)
 def send_webhook(self: StoreTask, job_id: str) -> None:
+    """At least once: the job is in the store's webhook outbox from the moment it ended until
+    this settles it, and the reaper sends this task again while it stays there."""
     settings = get_settings()
     job = self.store.get_job(job_id)
     if not job or not job["callback_url"] or job["webhook"] == "delivered":
         return  # gone, nothing to call, or a redelivered task after success
     try:
         webhooks.deliver(job["callback_url"], job, settings.webhook_secret,
-                         settings.fetch_timeout_s, settings.fetch_allow_private)
+                         settings.fetch_timeout_s, settings.fetch_deadline_s,
+                         settings.fetch_allow_private)
     except FetchError as exc:
         if self.request.retries >= WEBHOOK_RETRIES:
             log.warning("webhook for job %s failed for good: %s", job_id, exc)
-            self.store.set_field(job_id, "webhook", f"failed: {exc}")
+            self.store.webhook_settled(job_id, f"failed: {exc}")
             return
-        raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
-    self.store.set_field(job_id, "webhook", "delivered")
+        countdown = 2 ** self.request.retries
+        self.store.webhook_due(job_id, time.time() + countdown)
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    self.store.webhook_settled(job_id, "delivered")
 
 
 TRAINING_LIMIT_S = get_settings().training_time_limit_s

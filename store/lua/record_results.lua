@@ -1,19 +1,25 @@
--- KEYS: job, results, chunk inputs to drop ('' = none), done list, metrics jobs, metrics active
--- ARGV: now, done channel, then triples (index, counter: done|failed|skipped, result JSON)
--- Writes each result once, counts it once, finishes the job when complete.
--- Returns -1 when the job is gone (expired/deleted), else 1 if this call finished the job.
+-- (job_context.lua) own ARGV: [5] chunk, then triples (index, counter: done|failed|skipped,
+-- result JSON).
+-- Releases the chunk (lease, pending, inputs), writes each result once and counts it once,
+-- and finishes the job when it is complete. A job that has already ended (cancelled, past
+-- its deadline) takes no more results: its unprocessed items read as skipped.
+-- Returns -1 when the job is gone (expired or deleted), else 1 if this call finished the job.
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local j = job_context()
+local chunk = ARGV[5]
+redis.call('ZREM', j.leases, redis.call('HGET', j.key, 'id') .. ':' .. chunk)
+redis.call('SREM', j.pending, chunk)
+redis.call('DEL', j.input_prefix .. chunk)
+if not is_active(redis.call('HGET', j.key, 'status')) then return 0 end
 local added = {done = 0, failed = 0, skipped = 0}
-for i = 3, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   -- HSETNX: an item is written and counted only the first time (a re-run chunk is a no-op)
-  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 2]) == 1 then
+  if redis.call('HSETNX', j.results, ARGV[i], ARGV[i + 2]) == 1 then
     added[ARGV[i + 1]] = added[ARGV[i + 1]] + 1
   end
 end
 for counter, n in pairs(added) do
-  if n > 0 then redis.call('HINCRBY', KEYS[1], counter, n) end
+  if n > 0 then redis.call('HINCRBY', j.key, counter, n) end
 end
-redis.call('EXPIREAT', KEYS[2], redis.call('HGET', KEYS[1], 'expire_at'))
-if KEYS[3] ~= '' then redis.call('DEL', KEYS[3]) end
-return finish_job(KEYS[1], KEYS[4], ARGV[2], {jobs = KEYS[5], active = KEYS[6]}, ARGV[1],
-                  KEYS[2])
+redis.call('EXPIREAT', j.results, redis.call('HGET', j.key, 'expire_at'))
+return finish_if_complete(j)

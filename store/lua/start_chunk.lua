@@ -1,23 +1,29 @@
--- KEYS: job, active model version, metrics jobs, metrics active
--- ARGV: now, attempts field ('' = do not count)
--- Starts a chunk: fixes the job's model version if no chunk has yet (its pinned `model`, else
--- the active one, so an activation mid-job never mixes two models in one job), marks a queued
--- job running and counts this attempt (a chunk that keeps killing its worker is given up on).
--- Returns {attempt, flat HGETALL}; {} when the job is gone; {0, flat HGETALL} when the job
--- still needs a version and none is registered (nothing was changed).
-local h = redis.call('HMGET', KEYS[1], 'status', 'model_version', 'model')
+-- (job_context.lua) own KEYS: [5] active model version.
+-- own ARGV: [5] chunk, [6] lease expiry (unix), [7] '1' when this delivery follows an
+-- interrupted one (a worker died with the chunk, or its lease lapsed): it counts.
+-- Fixes the job's model version if no chunk has yet (its pinned `model`, else the active one,
+-- so an activation mid-job never mixes two models in one job), marks a queued job running and
+-- leases the chunk to the caller, who renews the lease while it works.
+-- Returns {attempt, flat HGETALL} with attempt = interruptions so far + 1; {} when the job is
+-- gone; {0, flat HGETALL} when the job needs a version and none is registered (no change).
+local h = redis.call('HMGET', KEYS[1], 'status', 'model_version', 'model', 'id')
 if not h[1] then return {} end
-local active = h[1] == 'queued' or h[1] == 'running'
+local j = job_context()
+local chunk = ARGV[5]
+local active = is_active(h[1])
 if active and (not h[2] or h[2] == '') then
   local version = h[3]
-  if not version or version == '' then version = redis.call('GET', KEYS[2]) end
-  if not version then return {0, redis.call('HGETALL', KEYS[1])} end
-  redis.call('HSET', KEYS[1], 'model_version', version)
+  if not version or version == '' then version = redis.call('GET', KEYS[5]) end
+  if not version then return {0, redis.call('HGETALL', j.key)} end
+  redis.call('HSET', j.key, 'model_version', version)
 end
 if h[1] == 'queued' then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
-  count_transition({jobs = KEYS[3], active = KEYS[4]}, 'queued', 'running')
+  redis.call('HSET', j.key, 'status', 'running', 'started_at', j.now)
+  count_transition(j, 'queued', 'running')
 end
-local attempt = 1
-if ARGV[2] ~= '' then attempt = redis.call('HINCRBY', KEYS[1], ARGV[2], 1) end
-return {attempt, redis.call('HGETALL', KEYS[1])}
+local interrupted = tonumber(redis.call('HGET', j.key, 'attempts:' .. chunk) or '0')
+if ARGV[7] == '1' then
+  interrupted = redis.call('HINCRBY', j.key, 'attempts:' .. chunk, 1)
+end
+if active then redis.call('ZADD', j.leases, ARGV[6], h[4] .. ':' .. chunk) end
+return {interrupted + 1, redis.call('HGETALL', j.key)}

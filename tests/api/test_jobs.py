@@ -98,8 +98,12 @@ def test_listing_pages_newest_first(client):
 def finish_some(settings, job_id: str, indices) -> None:
     """Play a worker: record error results for `indices` (chunk size 4)."""
     store = JobStore(redis.Redis.from_url(settings.redis_url), 60)
-    store.record_results(job_id, None, [error_result(i, {"filename": f"img{i}.png"}, "x", "v")
-                                        for i in indices])
+    by_chunk: dict[int, list[dict]] = {}
+    for i in indices:
+        by_chunk.setdefault(i // 4, []).append(error_result(i, {"filename": f"img{i}.png"},
+                                                            "x", "v"))
+    for chunk, results in by_chunk.items():
+        store.record_results(job_id, chunk, results)
 
 
 def test_results_page_by_index_and_export(client, settings):

@@ -11,7 +11,7 @@ from core.models import SHIPPED_MODEL_PATH
 from store import keys
 from store.jobs import JobSpec, JobStore, StartedChunk
 from store.registry import ModelRegistry
-from store.results import error_result, skipped_result
+from store.results import error_result, job_summary, skipped_result
 
 TTL = 3600
 SHIPPED = SHIPPED_MODEL_PATH.read_bytes()
@@ -37,18 +37,34 @@ def make_job(store: JobStore, n: int = 5, chunk_size: int = 2, tenant: str = "t1
 
 def results(indices, status: str = "error") -> list[dict]:
     if status == "skipped":
-        return [skipped_result(i, {}) for i in indices]
+        return [skipped_result(i, {}, "cancelled") for i in indices]
     return [error_result(i, {}, "bad", "v1") for i in indices]
+
+
+SERVICE_WIDE = (keys.METRICS_PREFIX, keys.ACTIVE_JOBS_KEY, keys.UPLOADING_KEY,
+                keys.DEADLINES_KEY, keys.LEASES_KEY, keys.WEBHOOK_OUTBOX_KEY)
 
 
 def test_every_key_gets_the_job_ttl(store: JobStore):
     job_id = make_job(store, idempotency="abc")
     store.record_results(job_id, 0, results([0, 1]))
-    # tagger:metrics:* are counters for /metrics (store.metrics): they never expire.
-    keys = [k for k in store.r.keys("tagger:*") if not k.startswith(b"tagger:metrics:")]
-    assert len(keys) >= 6  # job, items, inputs, results, tenant index, idempotency key
-    for key in keys:
+    # Metrics counters and the reaper's indexes are service-wide: they never expire, and a
+    # job leaves the indexes when it ends.
+    found = [k for k in store.r.keys("tagger:*") if not k.decode().startswith(SERVICE_WIDE)]
+    assert len(found) >= 7  # job, items, inputs, results, pending, tenant index, idem key
+    for key in found:
         assert 0 < store.r.ttl(key) <= TTL, key
+
+
+def test_an_ended_job_leaves_the_reapers_indexes(store: JobStore):
+    job_id = make_job(store, n=2, chunk_size=2, model="v1")
+    assert store.r.zscore(keys.ACTIVE_JOBS_KEY, job_id) is not None
+    store.start_chunks([(job_id, 0)], lease_s=60)
+    assert store.r.zscore(keys.LEASES_KEY, keys.lease_member(job_id, 0)) is not None
+    assert store.record_results(job_id, 0, results([0, 1])) == 1
+    for index in SERVICE_WIDE[1:]:
+        assert store.r.zrange(index, 0, -1) == [], index
+    assert not store.r.exists(keys.pending_key(job_id))
 
 
 def test_recording_a_chunk_twice_counts_each_item_once(store: JobStore):
@@ -101,34 +117,38 @@ def test_cancel_skips_and_is_final(store: JobStore):
     assert store.r.exists(keys.input_key(job_id, 1)) == 0  # unprocessed inputs dropped
     assert store.cancel(job_id) == 0
     assert store.cancel("nope") == -1
-    # A worker reaching the remaining chunk records skipped items; the job stays cancelled.
-    assert store.record_results(job_id, 1, results([2, 3], "skipped")) == 0
+    # A worker reaching the remaining chunk writes nothing: an ended job takes no results.
+    assert store.record_results(job_id, 1, results([2, 3])) == 0
     job = store.get_job(job_id)
-    assert (job["status"], job["skipped"], job["failed"]) == ("cancelled", "2", "2")
+    assert (job["status"], job["failed"], job["end_reason"]) == ("cancelled", "2", "cancelled")
+    assert job_summary(job)["progress"] == {"total": 4, "done": 0, "failed": 2, "skipped": 2}
+    assert store.r.hlen(keys.results_key(job_id)) == 2
 
 
 def test_starting_a_chunk_marks_running_and_counts_attempts(store: JobStore):
     job_id = make_job(store)
     store.r.set(keys.ACTIVE_MODEL_KEY, "v9")
-    (started,) = store.start_chunks([(job_id, 1)])
+    (started,) = store.start_chunks([(job_id, 1)], 60)
     assert (started.job["status"], started.job["model_version"], started.attempt) == (
         "running", "v9", 1)
-    assert store.start_chunks([(job_id, 1)])[0].attempt == 2
-    assert store.start_chunks([("missing", 0)])[0] == StartedChunk({}, 0)
+    assert store.start_chunks([(job_id, 1)], 60)[0].attempt == 1  # a duplicate: not counted
+    # A redelivery after its worker died counts towards giving the chunk up.
+    assert store.start_chunks([(job_id, 1)], 60, interrupted=True)[0].attempt == 2
+    assert store.start_chunks([("missing", 0)], 60)[0] == StartedChunk({}, 0)
 
 
 def test_a_job_keeps_the_version_its_first_chunk_fixed(store: JobStore):
     registry = ModelRegistry(store.r)
     unpinned, pinned = make_job(store), make_job(store, model="v1")
-    (nothing,) = store.start_chunks([(unpinned, 0)])  # nothing registered yet: not started
+    (nothing,) = store.start_chunks([(unpinned, 0)], 60)  # nothing registered: not started
     assert nothing.attempt == 0 and nothing.job["status"] == "queued"
     assert nothing.job["model_version"] == "" and "attempts:0" not in nothing.job
     registry.register(SHIPPED, "seed", only_if_empty=True)
     registry.activate(registry.register(SHIPPED, "t"))  # v2 active
-    first, other = store.start_chunks([(unpinned, 0), (pinned, 0)])
+    first, other = store.start_chunks([(unpinned, 0), (pinned, 0)], 60)
     assert (first.job["model_version"], other.job["model_version"]) == ("v2", "v1")
     registry.activate("v1")
-    (later,) = store.start_chunks([(unpinned, 1)])
+    (later,) = store.start_chunks([(unpinned, 1)], 60)
     assert later.job["model_version"] == "v2"  # fixed by its first chunk: never mixed
 
 

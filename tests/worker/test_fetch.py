@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import png_bytes
 from worker import webhooks
-from worker.fetch import FetchError, fetch_image, is_public, pinned_request
+from worker.fetch import Deadline, FetchError, fetch_image, is_public, pinned_request
 
 PNG = {"Content-Type": "image/png"}
 
@@ -27,7 +27,7 @@ def test_public_addresses_pass(address):
 
 def fetch(url: str, allow_private: bool = True, max_bytes: int = 10_000) -> bytes:
     with httpx.Client(timeout=5) as client:
-        return fetch_image(client, url, max_bytes, allow_private)
+        return fetch_image(client, url, max_bytes, allow_private, Deadline(10, 5))
 
 
 def test_loopback_is_refused_unless_allowed(local_server):
@@ -68,15 +68,15 @@ def test_webhook_is_signed_over_the_raw_body(local_server):
            "done": "2", "failed": "0", "skipped": "0", "created_at": "t0", "started_at": "t1",
            "finished_at": "t2", "model_version": "v", "model": "", "top_k": "3",
            "review_threshold": ""}
-    webhooks.deliver(local_server.url + "/hook", job, "s3cret", 5, allow_private=True)
+    webhooks.deliver(local_server.url + "/hook", job, "s3cret", 5, 10, allow_private=True)
     _, headers, body = local_server.received[0]
     assert webhooks.verify(body, headers["X-Signature"], "s3cret")
     assert not webhooks.verify(body, headers["X-Signature"], "other")
     local_server.post_status.append(500)
     with pytest.raises(FetchError, match="HTTP 500"):
-        webhooks.deliver(local_server.url + "/hook", job, "s3cret", 5, allow_private=True)
+        webhooks.deliver(local_server.url + "/hook", job, "s3cret", 5, 10, allow_private=True)
     with pytest.raises(FetchError, match="non-public"):
-        webhooks.deliver(local_server.url + "/hook", job, "s3cret", 5, allow_private=False)
+        webhooks.deliver(local_server.url + "/hook", job, "s3cret", 5, 10, allow_private=False)
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1::"])
