@@ -29,19 +29,22 @@ BOB = {"Authorization": "Bearer bob-key"}
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-def start_worker(url: str, model_path: Path, data_dir: Path, allow_private: bool
+def start_worker(url: str, model_path: Path, data_dir: Path, allow_private: bool,
+                 env: dict[str, str] | None = None, own_session: bool = False
                  ) -> subprocess.Popen:
+    """A real Celery worker (prefork, one child). `own_session`: in a process group of its
+    own, so a test can kill it whole (parent and children) as an OOM kill would."""
     hostname = f"e2e-{uuid.uuid4().hex[:8]}@test"
     env = {**os.environ, "TAGGER_REDIS_URL": url, "TAGGER_MODEL_PATH": str(model_path),
            "TAGGER_DATA_DIR": str(data_dir), "TAGGER_WEBHOOK_SECRET": SECRET,
            "TAGGER_FETCH_ALLOW_PRIVATE": "1" if allow_private else "0",
-           "TAGGER_TORCH_THREADS": "1"}
+           "TAGGER_TORCH_THREADS": "1", **(env or {})}
     log = open(data_dir / f"{hostname}.log", "wb")  # closed when the test process exits
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", DEFAULT_QUEUES,
          "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO", "-n", hostname,
          "--without-gossip", "--without-mingle"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_session)
     client = redis.Redis.from_url(url)
     deadline = time.monotonic() + 120
     while client.zscore(WORKERS_KEY, hostname) is None:  # the worker's first heartbeat

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from tests.conftest import png_bytes
+from tests.hostile_server import HostileServer, hostile_urls
 from worker import webhooks
-from worker.fetch import Deadline, FetchError, fetch_image, is_public, pinned_request
+from worker.fetch import (
+    Deadline,
+    FetchError,
+    fetch_all,
+    fetch_image,
+    is_public,
+    pinned_request,
+)
 
 PNG = {"Content-Type": "image/png"}
 
@@ -88,3 +98,29 @@ def test_the_connection_is_pinned_to_the_checked_address(monkeypatch, address):
     assert request.url.host == address  # no second DNS lookup can change the target
     assert request.headers["Host"] == "shop.example"
     assert request.extensions["sni_hostname"] == "shop.example"  # TLS verifies the name
+
+
+@pytest.fixture
+def hostile():
+    server = HostileServer(png_bytes(1))
+    yield server
+    server.close()
+
+
+def test_every_hostile_url_ends_as_an_error_within_its_deadline(hostile):
+    urls = hostile_urls(hostile.url)
+    start = time.monotonic()
+    fetched = fetch_all([*urls.values(), f"{hostile.url}/ok.png"], max_bytes=1_000_000,
+                        allow_private=True, timeout_s=2, deadline_s=3)
+    elapsed = time.monotonic() - start
+    *bad, good = fetched
+    assert good == png_bytes(1)
+    for name, outcome in zip(urls, bad, strict=True):
+        assert isinstance(outcome, FetchError), name
+    by_name = dict(zip(urls, (str(e) for e in bad), strict=True))
+    assert "per-URL deadline" in by_name["drip"]
+    assert "larger than" in by_name["huge"] and "larger than" in by_name["huge-undeclared"]
+    assert "redirects" in by_name["redirect-loop"]
+    assert "IDNA" in by_name["idna-host"] and "IDNA" in by_name["redirect-to-idna"]
+    # All in parallel, each within its deadline (3 s) plus scheduling slack.
+    assert elapsed < 8, elapsed
