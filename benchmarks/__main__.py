@@ -70,6 +70,29 @@ def accuracy(model: Path | None = None, data_dir: DataDir = None) -> None:
 
 
 @app.command()
+def photos(
+    part: Annotated[str, typer.Option(help="accuracy | learning-curve | throughput | all")] = (
+        "accuracy"),
+    data_dir: DataDir = None,
+    photos_dir: Annotated[Path | None, typer.Option(help="the real-photos folder")] = None,
+    compare: Annotated[Path | None, typer.Option(
+        help="accuracy: also score this photo model (trained on all of real-photos train;"
+             " not shipped)")] = None,
+) -> None:
+    """Real product photos via `fashion-tagger predict`: per class / per source accuracy,
+    calibration, Fashion-MNIST test through the same path; writes photos-<part>.json."""
+    from benchmarks.photos import PARTS
+
+    names = list(PARTS) if part == "all" else [part]
+    if any(name not in PARTS for name in names):
+        raise typer.BadParameter(f"choose one of: {', '.join(PARTS)}, all", param_hint="--part")
+    root = data_dir_or_default(data_dir)
+    photos_root = photos_dir or root.parent / "real-photos"
+    for name in names:
+        save_result(f"photos-{name}", PARTS[name](root, photos_root, compare=compare))
+
+
+@app.command()
 def inference(data_dir: DataDir = None) -> None:
     """In-process Predictor throughput per backend and batch size; preprocessing throughput."""
     from benchmarks.inference import predictor_throughput, preprocessing_throughput
@@ -106,6 +129,17 @@ def ab(baseline: Annotated[str, typer.Option(help="the git ref to compare with")
     from benchmarks.ab import run
 
     save_result("ab", run(data_dir_or_default(data_dir), baseline, rounds))
+
+
+@app.command()
+def chaos(only: Annotated[list[str] | None, typer.Option(help="run only these scenarios")] = None,
+          images: int = 10_000, data_dir: DataDir = None) -> None:
+    """Faults on 10,000-image jobs with production settings: a worker child, the whole
+    worker, Redis and the API killed mid-job, and a hostile manifest; writes
+    benchmarks/results/chaos.json."""
+    from benchmarks.chaos import run
+
+    save_result("chaos", run(data_dir_or_default(data_dir), images, only))
 
 
 @app.command(name="all")

@@ -31,12 +31,12 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from benchmarks.hostile import HostileServer, hostile_urls, wait_until
 from cli.redis_server import EmbeddedRedis, free_port
 from core.settings import Settings
 from store import keys
 from tests.conftest import png_bytes
 from tests.e2e.conftest import ALICE, KEYS, SECRET, TERMINAL, all_results, start_worker
-from tests.hostile_server import HostileServer, hostile_urls, wait_until
 
 FAULT_ENV = {"TAGGER_CHUNK_LEASE_S": "3", "TAGGER_REAPER_INTERVAL_S": "0.5",
              "TAGGER_UPLOAD_STALL_S": "3", "TAGGER_FETCH_DEADLINE_S": "3",

@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
+from benchmarks.hostile import HostileServer, hostile_urls
 from tests.conftest import png_bytes
-from tests.hostile_server import HostileServer, hostile_urls
 from worker import webhooks
 from worker.fetch import (
     Deadline,

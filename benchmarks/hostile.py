@@ -1,6 +1,6 @@
-"""A real, hostile image host on loopback for fetch and fault tests: it drips bytes, sends a
-10 GB body, loops redirects, redirects to a host IDNA refuses, and serves one good image.
-Raw sockets, so it can misbehave in ways an HTTP framework would not allow."""
+"""A real, hostile image host on loopback, for the chaos benchmark and the fault tests: it
+drips bytes, sends a 10 GB body, loops redirects, redirects to a host IDNA refuses, and serves
+one good image. Raw sockets, so it can misbehave in ways an HTTP framework would not allow."""
 
 from __future__ import annotations
 
