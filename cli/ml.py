@@ -19,15 +19,26 @@ DataDirOpt = Annotated[
 ]
 
 
+PhotosDirOpt = Annotated[
+    Path | None,
+    typer.Option("--photos-dir", help="The real-photos folder (manifest.csv); default:"
+                 " real-photos beside the Fashion-MNIST folder"),
+]
+
+
 def data_dir_or_default(data_dir: Path | None) -> Path:
     return data_dir or get_settings().fashion_mnist_dir
+
+
+def photos_dir_or_default(photos_dir: Path | None) -> Path:
+    return photos_dir or get_settings().fashion_mnist_dir.parent / "real-photos"
 
 
 def train(
     out: Annotated[Path, typer.Option(help="Output folder for the model and its artifacts")] = Path(
         "runs/latest"),
     recipe: Annotated[str, typer.Option(
-        help="baseline | default-fast | default | finetune")] = "default",
+        help="baseline | default-fast | default | finetune | photo")] = "default",
     arch: Annotated[str | None, typer.Option(help="Override the recipe's architecture")] = None,
     epochs: Annotated[int | None, typer.Option(min=1)] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
@@ -43,7 +54,14 @@ def train(
     data_dir: DataDirOpt = None,
     download: Annotated[bool, typer.Option(help="Download Fashion-MNIST when missing")] = False,
     init_from: Annotated[Path | None, typer.Option(
-        help="Start from this checkpoint's weights (same arch and labels): fine-tuning")] = None,
+        help="Start from this checkpoint's weights (same arch and labels): fine-tuning. A photo"
+             " recipe starts from the shipped model unless told otherwise, and routes"
+             " Fashion-MNIST images to this model")] = None,
+    photos_dir: PhotosDirOpt = None,
+    photos_sources: Annotated[str | None, typer.Option(
+        help="Real-photos sources to train on, comma separated (clothingds, ruturaj, ganesh,"
+             " vinids, or all); default: the recipe's. Only clothingds (CC0) may train a"
+             " model written under core/models")] = None,
     remote: Annotated[bool, typer.Option(
         "--remote", help="Queue the run on a server's workers (the same recipe and"
                          " overrides) and follow it; --out/--data-dir stay local")] = False,
@@ -60,6 +78,7 @@ def train(
         return
     from core.checkpoint import load_checkpoint
     from core.data import load_fashion_mnist
+    from core.photo_runs import run_photo_training
     from core.recipes import recipe as get_recipe
     from core.runs import run_training
 
@@ -67,9 +86,13 @@ def train(
         cfg = get_recipe(recipe)
         overrides = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                      "augment": augment, "seed": seed, "max_train_items": max_train_items,
-                     "val_fraction": val_fraction, "threads": threads, "device": device}
+                     "val_fraction": val_fraction, "threads": threads, "device": device,
+                     "photos_sources": parse_sources(photos_sources)}
         cfg = cfg.model_validate({**cfg.model_dump(),
                                   **{k: v for k, v in overrides.items() if v is not None}})
+        if cfg.photos_sources:
+            check_licence(cfg.photos_sources, out)
+            init_from = init_from or default_model_path()
         root = data_dir_or_default(data_dir)
         data = load_fashion_mnist(root, "train", download=download)
         parent = load_checkpoint(init_from) if init_from is not None else None
@@ -92,13 +115,54 @@ def train(
                 bar.console.print(f"epoch {p.epoch}: loss {p.loss:.4f} acc {p.accuracy:.4f}"
                                   f"{val} ({p.elapsed_s:.0f} s)")
 
-        output = run_training(
-            cfg, data, out, {"name": "fashion-mnist", "split": "train"}, on_progress,
-            init_state=parent[0].state_dict() if parent else None,
-            parent=parent[1] if parent else None)
+        fmnist_info = {"name": "fashion-mnist", "split": "train"}
+        init_state = parent[0].state_dict() if parent else None
+        if cfg.photos_sources:
+            output = run_photo_training(
+                cfg, data, photos_dir_or_default(photos_dir), out, fmnist_info, on_progress,
+                init_state=init_state, parent=parent[1] if parent else None)
+        else:
+            output = run_training(cfg, data, out, fmnist_info, on_progress,
+                                  init_state=init_state, parent=parent[1] if parent else None)
     val = output.val_metrics.accuracy if output.val_metrics else None
     console.print(f"[green]Saved[/] {output.model_path} in {output.result.seconds:.0f} s"
                   + (f", validation accuracy {val:.4f}" if val is not None else ""))
+    if cfg.photos_sources:
+        print_photo_summary(output.model_path)
+
+
+def parse_sources(value: str | None) -> list[str] | None:
+    from core.photos import SOURCES, check_sources
+
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    return list(SOURCES) if names == ["all"] else check_sources(names)
+
+
+def check_licence(sources: list[str], out: Path) -> None:
+    """Weights written under core/models ship with the project: CC0 photos only."""
+    from core.models import SHIPPED_MODEL_PATH
+    from core.photos import unlicensed
+
+    shipped_dir = SHIPPED_MODEL_PATH.parent.resolve()
+    bad = unlicensed(sources)
+    if bad and (out.resolve() == shipped_dir or shipped_dir in out.resolve().parents):
+        raise ValueError(f"photo sources {', '.join(bad)} state no licence: a model trained on"
+                         f" them may not be written under {shipped_dir} (shipped weights are"
+                         " trained on Fashion-MNIST and CC0 photos only)")
+
+
+def print_photo_summary(model_path: Path) -> None:
+    from core.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(model_path)[1]
+    m, cal = meta.metrics, meta.metrics["calibration"]
+    per_source = ", ".join(f"{k} {v:.3f}" for k, v in m["photos_val_per_source"].items())
+    console.print(f"real-photos val accuracy {m['photos_val_accuracy']:.4f} (tta {meta.tta};"
+                  f" {per_source}); temperature {cal['temperature']}, review below"
+                  f" {cal['review_below']}: {cal['unflagged_share']:.3f} unflagged,"
+                  f" {cal['unflagged_accuracy']} correct")
 
 
 
@@ -112,17 +176,23 @@ BackendOpt = Annotated[str, typer.Option(help="auto | torch | onnx")]
 
 
 def load_predictor(model: Path | None, backend: str = "auto", device: str | None = None,
-                   tta: str | None = None, tta_below: float | None = None):
+                   tta: str | None = None, tta_below: float | None = None, routed: bool = False):
+    """A Predictor for `model` (default: the shipped Fashion-MNIST model); with `routed`,
+    what the service serves (core.routing.serving_predictor): by default the shipped photo
+    model beside the Fashion-MNIST model, each image routed to one of them."""
     from core.checkpoint import CheckpointError
     from core.predictor import Predictor
+    from core.routing import serving_predictor
 
     settings = get_settings()
+    kwargs = {"device": device or settings.device, "backend": backend,
+              "threads": settings.torch_threads,
+              "onnx_cache_dir": settings.data_dir / "cache" / "onnx"}
     try:
-        return Predictor.from_checkpoint(
-            model or default_model_path(), device=device or settings.device, backend=backend,
-            threads=settings.torch_threads, onnx_cache_dir=settings.data_dir / "cache" / "onnx",
-            tta=tta, tta_below=tta_below,
-        )
+        if routed:
+            return serving_predictor(model, **kwargs)
+        return Predictor.from_checkpoint(model or default_model_path(), tta=tta,
+                                         tta_below=tta_below, **kwargs)
     except (CheckpointError, ValueError, RuntimeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from exc
 
@@ -145,10 +215,15 @@ def default_model_path() -> Path:
     return SHIPPED_MODEL_PATH
 
 
+PHOTO_SPLITS = {"real-photos-val": "val", "real-photos-train": "train"}
+
+
 def evaluate(
     model: ModelOpt = None,
     split: Annotated[str, typer.Option(
-        help="test | train | val (the validation split the model was trained without)")] = "test",
+        help="test | train | val (the validation split the model was trained without) |"
+             " real-photos-val | real-photos-train (photos through the served path: by"
+             " default the shipped photo + Fashion-MNIST pair)")] = "test",
     out: Annotated[Path | None, typer.Option(help="Folder for metrics.json and plots")] = None,
     backend: BackendOpt = "auto",
     tta: Annotated[str | None, typer.Option(
@@ -156,11 +231,18 @@ def evaluate(
     tta_below: Annotated[float | None, typer.Option(
         min=0, max=1, help="hflip only below this top probability; default: the model's")] = None,
     data_dir: DataDirOpt = None,
+    photos_dir: PhotosDirOpt = None,
 ) -> None:
-    """Accuracy, per-class precision/recall and plots on a Fashion-MNIST split."""
+    """Accuracy, per-class precision/recall and plots on a Fashion-MNIST split; per class and
+    per source on the real photos."""
     import json
 
     from rich.table import Table
+
+    if split in PHOTO_SPLITS:
+        predictor = load_predictor(model, backend, routed=True)
+        evaluate_photos(predictor, photos_dir_or_default(photos_dir), PHOTO_SPLITS[split], out)
+        return
 
     from core.data import load_fashion_mnist
     from core.evaluation import compute_metrics
@@ -202,6 +284,52 @@ def evaluate(
         console.print(f"Wrote metrics.json and plots to {out}")
 
 
+def evaluate_photos(predictor, root: Path, split: str, out: Path | None) -> None:
+    """Real photos through the served path: per class, per source, calibration."""
+    import json
+
+    from rich.table import Table
+
+    from core.photo_eval import photo_records, predict_photos, score
+    from core.plots import plot_confusion, plot_reliability
+    from core.predictor import ItemError
+
+    try:
+        records = photo_records(root, split)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--photos-dir") from exc
+    results = predict_photos(predictor, root, records)
+    ok = [None if isinstance(r, ItemError) else r for r in results]
+    figures = score(records, [r and r.label_index for r in ok], [r and r.confidence for r in ok],
+                    predictor.labels, predictor.meta.review_below,
+                    [r.route if r else "error" for r in ok])
+    table = Table(title=f"real-photos {split}, {figures['count']} photos,"
+                        f" model {getattr(predictor, 'versions', predictor.version)}")
+    table.add_column("class or source")
+    table.add_column("accuracy", justify="right")
+    for name, acc in [*figures["per_class"].items(), *figures["per_source"].items()]:
+        table.add_row(name, f"{acc:.4f}")
+    Console().print(table)
+    review = figures.get("review")
+    Console().print(f"[bold]accuracy {figures['accuracy']:.4f}[/] (min class"
+                    f" {figures['min_class']:.4f}; routes {figures['routes']}; ECE"
+                    f" {figures['ece']:.4f})" + (
+                        f"; review below {review['review_below']}: {review['unflagged_share']:.3f}"
+                        f" unflagged, {review['unflagged_accuracy']:.4f} of them correct"
+                        if review and review["unflagged_accuracy"] is not None else ""))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(
+            {"split": f"real-photos-{split}",
+             "model_version": getattr(predictor, "versions", predictor.version), **figures},
+            indent=2))
+        plot_confusion(figures["confusion"], predictor.labels, out / "confusion.png",
+                       f"real-photos {split}, accuracy {figures['accuracy']:.4f}")
+        plot_reliability(figures["reliability"], out / "reliability.png",
+                         f"real-photos {split}")
+        console.print(f"Wrote metrics.json and plots to {out}")
+
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
 
@@ -231,7 +359,7 @@ def predict(
 
     if output_format not in ("table", "csv", "json"):
         raise typer.BadParameter("choose one of: table, csv, json", param_hint="--format")
-    predictor = load_predictor(model, backend)
+    predictor = load_predictor(model, backend, routed=True)
     files = collect_paths(paths)
     rows = []
     for start in range(0, len(files), batch_size):
@@ -248,8 +376,10 @@ def predict(
             rows.append((path, ItemError(read_errors[i]) if i in read_errors else result))
     write_predictions(rows, output_format)
     failed = sum(isinstance(r, ItemError) for _, r in rows)
+    models = getattr(predictor, "versions", {"model": predictor.version})
     console.print(f"{len(rows)} files, {len(rows) - failed} classified, {failed} errors"
-                  f" (model {predictor.version}, {predictor.backend} backend)")
+                  f" ({', '.join(f'{k} {v}' for k, v in models.items())},"
+                  f" {predictor.backend} backend)")
 
 
 def export(
@@ -258,10 +388,8 @@ def export(
     export_format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
 ) -> None:
     """Export a model to ONNX and check it against torch in onnxruntime."""
-    import torch
-
     from core.checkpoint import CheckpointError, load_checkpoint
-    from core.export import check_onnx, export_onnx
+    from core.export import check_onnx, check_samples, export_onnx
 
     if export_format != "onnx":
         raise typer.BadParameter("choose one of: onnx", param_hint="--format")
@@ -269,9 +397,9 @@ def export(
         net, meta = load_checkpoint(model or default_model_path())
     except CheckpointError as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from exc
-    data = export_onnx(net)
-    samples = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    diff = check_onnx(data, net, samples)
+    shape = tuple(meta.input_shape)
+    data = export_onnx(net, shape)
+    diff = check_onnx(data, net, check_samples(shape))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     console.print(f"[green]Wrote[/] {out} ({len(data) / 1e6:.1f} MB); onnxruntime vs torch:"

@@ -30,6 +30,7 @@ def write_predictions(rows: list[tuple[Path, Prediction | ItemError]], output_fo
                 writer.writerow([str(path), result.label, result.label_index,
                                  f"{result.confidence:.6f}"])
     elif output_format == "json":
+        # Each item carries its `route`: the model of a routed pair that tagged it.
         items = [
             {"path": str(path), "error": result.error} if isinstance(result, ItemError)
             else {"path": str(path), **asdict(result), "error": None}
@@ -39,12 +40,13 @@ def write_predictions(rows: list[tuple[Path, Prediction | ItemError]], output_fo
         sys.stdout.write("\n")
     else:
         table = Table()
-        for column in ("path", "label", "confidence", "top-k"):
+        for column in ("path", "label", "confidence", "top-k", "route"):
             table.add_column(column)
         for path, result in rows:
             if isinstance(result, ItemError):
-                table.add_row(str(path), "[red]error[/]", "", result.error)
+                table.add_row(str(path), "[red]error[/]", "", result.error, "")
             else:
                 top = ", ".join(f"{s.label} {s.score:.2f}" for s in result.top_k)
-                table.add_row(str(path), result.label, f"{result.confidence:.3f}", top)
+                table.add_row(str(path), result.label, f"{result.confidence:.3f}", top,
+                              result.route)
         Console().print(table)

@@ -3,10 +3,14 @@
 Every model takes `(N, 1, 28, 28)` float32 images in [0, 1] (white object on black, as in
 Fashion-MNIST) and returns `(N, num_classes)` logits. Input normalisation lives inside the
 model, so every backend (eager, ONNX) sees the same [0, 1] input contract.
+
+`NAME-xK` (e.g. `default-x3`) is K members of NAME whose logits are averaged: an ensemble of
+separately trained networks, served and exported as one model.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import torch
@@ -112,19 +116,40 @@ class LargeResNet(nn.Module):
         return self.head(self.stages(self.stem(self.normalize(x))))
 
 
+class Ensemble(nn.Module):
+    """Members of one architecture; the logits are their mean."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)  # (N, C)
+
+
 ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "baseline": BaselineCNN,
     "default": DefaultCNN,
     "large": LargeResNet,
 }
+ENSEMBLE = re.compile(r"^(?P<base>[a-z]+)-x(?P<members>[2-9])$")
+
+
+def ensemble_arch(arch: str, members: int) -> str:
+    return arch if members == 1 else f"{arch}-x{members}"
 
 
 def build_model(arch: str, num_classes: int) -> nn.Module:
+    ensemble = ENSEMBLE.match(arch)
+    if ensemble and ensemble["base"] in ARCHITECTURES:
+        return Ensemble([ARCHITECTURES[ensemble["base"]](num_classes)
+                         for _ in range(int(ensemble["members"]))])
     try:
         factory = ARCHITECTURES[arch]
     except KeyError:
         raise ValueError(
             f"Unknown arch {arch!r}; choose one of: {', '.join(ARCHITECTURES)}"
+            " (or NAME-xK, K = 2..9: an ensemble)"
         ) from None
     return factory(num_classes)
 

@@ -54,6 +54,15 @@ class ModelMeta(BaseModel):
     tta: Literal["none", "hflip"] = "none"
     tta_below: float = Field(default=1.0, gt=0, le=1, description="flip only the images whose"
                              " top probability is below this (core.predictor.tta_logits)")
+    # (C, H, W) of one image the model takes; ONNX export and its check use it.
+    input_shape: list[int] = Field(default_factory=lambda: [1, 28, 28])
+    # Calibration, fitted on validation: confidence = softmax(logits / temperature).
+    temperature: float = Field(default=1.0, gt=0)
+    # The default review threshold: a result whose confidence is below it needs review.
+    review_below: float | None = Field(default=None, ge=0, le=1)
+    # A photo model served beside a Fashion-MNIST model (core.routing): the weights_sha256 of
+    # the model that takes the images that look like Fashion-MNIST.
+    route_fashion_mnist_to: str | None = None
     weights_sha256: str = ""
     parameters: int = 0
 

@@ -10,14 +10,16 @@ import numpy as np
 import torch
 from torch import nn
 
-INPUT_NAME = "images"  # (N, 1, 28, 28) float32 in [0, 1]
+INPUT_NAME = "images"  # (N, *input_shape) float32 in [0, 1]; (N, 1, 28, 28) for ours
 OUTPUT_NAME = "logits"  # (N, num_classes) float32
+DEFAULT_INPUT_SHAPE = (1, 28, 28)  # (C, H, W): ModelMeta.input_shape
 
 
-def export_onnx(model: nn.Module) -> bytes:
-    """The model as ONNX bytes with a dynamic batch dimension."""
+def export_onnx(model: nn.Module, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE) -> bytes:
+    """The model as ONNX bytes with a dynamic batch dimension; `input_shape` is one image's
+    (C, H, W), the checkpoint's `input_shape`."""
     model = model.cpu().eval()
-    example = (torch.rand(2, 1, 28, 28),)
+    example = (torch.rand(2, *input_shape),)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(
@@ -51,14 +53,21 @@ def check_onnx(onnx_bytes: bytes, model: nn.Module, samples: torch.Tensor) -> fl
     return float(np.abs(ort_logits - torch_logits).max())
 
 
-def cached_onnx(model: nn.Module, weights_sha256: str, cache_dir: Path | None) -> bytes:
+def check_samples(input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE, n: int = 64,
+                  seed: int = 0) -> torch.Tensor:
+    """`(n, *input_shape)` uniform random inputs for check_onnx, reproducibly."""
+    return torch.rand(n, *input_shape, generator=torch.Generator().manual_seed(seed))
+
+
+def cached_onnx(model: nn.Module, weights_sha256: str, cache_dir: Path | None,
+                input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE) -> bytes:
     """Export once per weights version and machine: the export takes seconds, a read does not."""
     if cache_dir is None or not weights_sha256:
-        return export_onnx(model)
+        return export_onnx(model, input_shape)
     path = Path(cache_dir) / f"{weights_sha256}.onnx"
     if path.exists():
         return path.read_bytes()
-    data = export_onnx(model)
+    data = export_onnx(model, input_shape)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "wb") as fh:

@@ -56,3 +56,27 @@ def plot_confusion(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_reliability(bins: Sequence[dict], path: Path, title: str = "") -> Path:
+    """Reliability diagram: accuracy per confidence bin against the diagonal, with the
+    number of items per bin underneath. `bins`: core.calibration.ReliabilityBin dumps."""
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(5, 6), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1]})
+    width = bins[0]["high"] - bins[0]["low"] if bins else 0.1
+    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    ax.bar(centres, [b["accuracy"] or 0 for b in bins], width=width * 0.9, color="tab:blue",
+           alpha=0.8, label="accuracy")
+    ax.plot([b["confidence"] for b in bins if b["count"]],
+            [b["accuracy"] for b in bins if b["count"]], "o", color="tab:orange",
+            label="mean confidence in bin")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=title or "Reliability")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax_n.bar(centres, [b["count"] for b in bins], width=width * 0.9, color="gray")
+    ax_n.set(xlabel="confidence", ylabel="items")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

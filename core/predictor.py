@@ -18,7 +18,7 @@ from torch import nn
 from core.checkpoint import ModelMeta, load_checkpoint, load_checkpoint_bytes
 from core.device import resolve_device, set_threads
 from core.models import SHIPPED_MODEL_PATH
-from core.preprocessing import preprocess_batch
+from core.preprocessing import get_preprocessing, preprocess_batch
 
 BACKENDS = ("auto", "torch", "onnx")
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -30,12 +30,17 @@ class ScoredLabel:
     score: float
 
 
+# Prediction.route: which model of a routed pair (core.routing) tagged the image.
+SINGLE, FASHION_MNIST_ROUTE, PHOTO_ROUTE = "single", "fashion-mnist", "photo"
+
+
 @dataclass(frozen=True)
 class Prediction:
     label: str
     label_index: int
-    confidence: float
+    confidence: float  # softmax(logits / temperature): calibrated when the model has one
     top_k: list[ScoredLabel]
+    route: str = SINGLE  # "single" (one model), or "fashion-mnist" | "photo" (routed)
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,9 @@ class Predictor:
         self.tta_below = meta.tta_below if tta_below is None else tta_below
         if self.tta not in ("none", "hflip"):
             raise ValueError(f"Unknown tta {self.tta!r}; choose none or hflip")
+        self.preprocessing = get_preprocessing(meta.preprocessing).name
+        self.temperature = meta.temperature
+        self.input_shape = tuple(meta.input_shape)
         self._logits = self._make_runner(model, onnx_cache_dir)
 
     @classmethod
@@ -122,7 +130,8 @@ class Predictor:
             from core.export import INPUT_NAME, cached_onnx, ort_session
 
             session = ort_session(
-                cached_onnx(model, self.meta.weights_sha256, onnx_cache_dir), self.threads
+                cached_onnx(model, self.meta.weights_sha256, onnx_cache_dir,
+                            tuple(self.meta.input_shape)), self.threads
             )
 
             def run_onnx(x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +150,8 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """`(N, 1, 28, 28)` float32 in [0, 1] -> `(N, C)` logits, in micro-batches."""
+        """`(N, 1, 28, 28)` float32 in [0, 1] -> `(N, C)` logits (uncalibrated: divide by
+        `temperature` before the softmax), in micro-batches."""
         if len(x) == 0:
             return torch.empty(0, len(self.labels))
         step = self.micro_batch
@@ -150,8 +160,13 @@ class Predictor:
     def _batch_logits(self, x: torch.Tensor) -> torch.Tensor:
         return tta_logits(self._logits, x, self.tta, self.tta_below)
 
-    def predict_tensor(self, x: torch.Tensor, top_k: int = 3) -> list[Prediction]:
-        probs = self.logits(x).softmax(1)  # (N, C)
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """`(N, C)` calibrated class probabilities: softmax(logits / temperature)."""
+        return (self.logits(x) / self.temperature).softmax(1)
+
+    def predict_tensor(self, x: torch.Tensor, top_k: int = 3,
+                       route: str = SINGLE) -> list[Prediction]:
+        probs = self.probabilities(x)  # (N, C)
         k = max(1, min(top_k, len(self.labels)))
         scores, indices = probs.topk(k, dim=1)
         return [
@@ -161,6 +176,7 @@ class Predictor:
                 confidence=float(score[0]),
                 top_k=[ScoredLabel(self.labels[int(i)], float(s))
                        for s, i in zip(score, idx, strict=True)],
+                route=route,
             )
             for score, idx in zip(scores.tolist(), indices.tolist(), strict=True)
         ]
@@ -176,7 +192,8 @@ class Predictor:
     ) -> tuple[list[Prediction | ItemError], StageTimes]:
         """predict_images, and the time each stage took."""
         start = time.perf_counter()
-        batch, errors = preprocess_batch(images, max_pixels=max_pixels)  # (N_ok, 1, 28, 28)
+        # (N_ok, 1, 28, 28) in the preprocessing the checkpoint names
+        batch, errors = preprocess_batch(images, max_pixels, self.preprocessing)
         preprocessed = time.perf_counter()
         predictions = iter(self.predict_tensor(batch, top_k))
         times = StageTimes(preprocessed - start, time.perf_counter() - preprocessed)

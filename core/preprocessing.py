@@ -5,19 +5,34 @@ Rasul, Vollgraf 2017, arXiv:1708.07747, section 2): trim the background, resize 
 edge to 28, sharpen, centre on a 28x28 canvas, negate, grayscale. An image that already looks
 like Fashion-MNIST passes through untouched, so the official test set written out as PNG
 classifies exactly as offline evaluation does.
+
+Two named preprocessings (a checkpoint records which one its model takes):
+- `fmnist-paper-v1`: the paper conversion of the grayscale photo.
+- `photo-seg-v1`: the photo is decoded in colour, its background is found and painted white
+  (core.segment; catalogue shots on white are left as they are), then the paper conversion.
+
+Everything here is numpy and Pillow; torch appears only in the tensor adapters at the end,
+imported when called, so a torch-free worker (onnxruntime) can use this module.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from core.segment import on_white
+
+if TYPE_CHECKING:
+    import torch
 
 # Recorded in checkpoints: a model is only valid with the preprocessing it was evaluated with.
 PREPROCESSING_VERSION = "fmnist-paper-v1"
+PHOTO_PREPROCESSING = "photo-seg-v1"
 
 SIZE = 28
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -48,10 +63,18 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     shot on white. Large JPEGs come back reduced by 2, 4 or 8 (short side still >= 112 px).
     Raises ImageDecodeError for anything that cannot be decoded.
     """
-    if not data:
-        raise ImageDecodeError("empty file")
+    return _guarded(lambda: _to_grayscale(_decode(_open(data, max_pixels), "L")), max_pixels)
+
+
+def decode_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """decode_image in colour: an "RGB" image (16-bit and float images via grayscale)."""
+    return _guarded(lambda: _to_rgb(_decode(_open(data, max_pixels), "RGB")), max_pixels)
+
+
+def _guarded(decode: Callable[[], Image.Image], max_pixels: int) -> Image.Image:
+    """Run a decoding step, turning every way it can fail into ImageDecodeError."""
     try:
-        return _decode(data, max_pixels)
+        return decode()
     except ImageDecodeError:
         raise
     except UnidentifiedImageError as exc:
@@ -65,16 +88,33 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         raise ImageDecodeError(f"corrupt or truncated image ({type(exc).__name__}: {exc})") from exc
 
 
-def _decode(data: bytes, max_pixels: int) -> Image.Image:
-    img = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)  # lazy: reads the header only
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """The image, lazily: only its header is read, so the pixel limit costs nothing."""
+    if not data:
+        raise ImageDecodeError("empty file")
+    img = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     pixels = img.width * img.height
     if pixels > max_pixels:
         raise ImageDecodeError(f"image has {pixels} pixels, above the {max_pixels} limit")
+    return img
+
+
+def _decode(img: Image.Image, draft_mode: str) -> Image.Image:
+    """Load the pixels of an opened image, upright; JPEGs in `draft_mode` ("L" or "RGB")."""
     if img.format in ("JPEG", "MPO"):  # MPO: the multi-picture JPEG many phone cameras write
-        img.draft("L", (JPEG_DRAFT_SIZE, JPEG_DRAFT_SIZE))  # the decoder downsamples for free
+        img.draft(draft_mode, (JPEG_DRAFT_SIZE, JPEG_DRAFT_SIZE))  # downsampled for free
     img.load()  # GIF/TIFF: the first frame
     ImageOps.exif_transpose(img, in_place=True)  # no copy of the (usual) unrotated image
-    return _to_grayscale(img)
+    return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in HIGH_BIT_MODES:
+        return _to_grayscale(img).convert("RGB")
+    if img.mode in ALPHA_MODES or "transparency" in img.info:
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, img.convert("RGBA"))
+    return img.convert("RGB")
 
 
 def _to_grayscale(img: Image.Image) -> Image.Image:
@@ -143,39 +183,105 @@ def to_fashion_mnist(img: Image.Image) -> np.ndarray:
     return 255 - result if light_background else result
 
 
-def preprocess(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Image bytes -> (28, 28) uint8, object bright on black; raises ImageDecodeError."""
-    img = decode_image(data, max_pixels)
+def photo_to_fashion_mnist(img: Image.Image) -> np.ndarray:
+    """`photo-seg-v1`: background painted white (core.segment), then the paper conversion."""
+    return to_fashion_mnist(on_white(img))
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """A named conversion of a photo (not a Fashion-MNIST image) to (28, 28) uint8."""
+
+    name: str
+    mode: str  # the mode photos are decoded in: "L" or "RGB"
+    convert: Callable[[Image.Image], np.ndarray]
+
+
+PREPROCESSINGS: dict[str, Preprocessing] = {
+    PREPROCESSING_VERSION: Preprocessing(PREPROCESSING_VERSION, "L", to_fashion_mnist),
+    PHOTO_PREPROCESSING: Preprocessing(PHOTO_PREPROCESSING, "RGB", photo_to_fashion_mnist),
+}
+
+
+def get_preprocessing(name: str) -> Preprocessing:
+    try:
+        return PREPROCESSINGS[name]
+    except KeyError:
+        raise ValueError(f"Unknown preprocessing {name!r}; choose one of:"
+                         f" {', '.join(PREPROCESSINGS)}") from None
+
+
+def route_and_preprocess(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, preprocessing: str = PREPROCESSING_VERSION
+) -> tuple[bool, np.ndarray]:
+    """Decode once; (True, the image as is) for a Fashion-MNIST image, else (False, the photo
+    converted by `preprocessing`). Raises ImageDecodeError.
+
+    Only a 28x28 image can be Fashion-MNIST; it is decoded in grayscale exactly as
+    `fmnist-paper-v1` decodes it (a 28x28 image that is not Fashion-MNIST is converted from
+    that grayscale decoding too). Larger images are decoded in the preprocessing's own mode.
+    """
+    spec = get_preprocessing(preprocessing)
+
+    def decode() -> Image.Image:
+        img = _open(data, max_pixels)
+        mode = "L" if img.size == (SIZE, SIZE) else spec.mode
+        img = _decode(img, mode)
+        return _to_grayscale(img) if mode == "L" else _to_rgb(img)
+
+    img = _guarded(decode, max_pixels)
     if looks_like_fashion_mnist(img):
-        return np.array(img, dtype=np.uint8)  # byte-for-byte what the dataset holds
-    return to_fashion_mnist(img)
+        return True, np.array(img, dtype=np.uint8)  # byte-for-byte what the dataset holds
+    return False, spec.convert(img)
+
+
+def preprocess(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, preprocessing: str = PREPROCESSING_VERSION
+) -> np.ndarray:
+    """Image bytes -> (28, 28) uint8, object bright on black; raises ImageDecodeError."""
+    return route_and_preprocess(data, max_pixels, preprocessing)[1]
+
+
+def preprocess_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """preprocess with `photo-seg-v1`."""
+    return preprocess(data, max_pixels, PHOTO_PREPROCESSING)
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:
     """(28, 28) uint8 -> (1, 28, 28) float32 in [0, 1], as training feeds the model."""
+    import torch
+
     if array.shape != (SIZE, SIZE) or array.dtype != np.uint8:
         raise ValueError(f"expected a (28, 28) uint8 array, got {array.shape} {array.dtype}")
     return torch.tensor(array, dtype=torch.float32).div_(255).unsqueeze_(0)
 
 
+def stack_arrays(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    """(28, 28) uint8 arrays -> (N, 1, 28, 28) float32 in [0, 1], one conversion for all:
+    per-image tensor ops cost more than the decoding here. The same values as to_tensor."""
+    import torch
+
+    if not arrays:
+        return torch.empty(0, 1, SIZE, SIZE)
+    return torch.from_numpy(np.stack(arrays)).unsqueeze(1).float().div_(255)
+
+
 def preprocess_batch(
-    items: Sequence[bytes], max_pixels: int = DEFAULT_MAX_PIXELS
+    items: Sequence[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
+    preprocessing: str = PREPROCESSING_VERSION,
 ) -> tuple[torch.Tensor, list[str | None]]:
     """Preprocess many images; a bad item never breaks the batch.
 
     Returns the decoded images in input order, (N_ok, 1, 28, 28) float32 in [0, 1], and one
     entry per input: None when it decoded, else the error message.
     """
+    get_preprocessing(preprocessing)  # an unknown name fails here, not once per item
     arrays: list[np.ndarray] = []
     errors: list[str | None] = []
     for data in items:
         try:
-            arrays.append(preprocess(data, max_pixels))
+            arrays.append(preprocess(data, max_pixels, preprocessing))
             errors.append(None)
         except ImageDecodeError as exc:
             errors.append(str(exc))
-    if not arrays:
-        return torch.empty(0, 1, SIZE, SIZE), errors
-    # One conversion for the batch: per-image tensor ops cost more than the decoding here.
-    # The same values as to_tensor: uint8 -> float32, then / 255 in float32.
-    return torch.from_numpy(np.stack(arrays)).unsqueeze(1).float().div_(255), errors
+    return stack_arrays(arrays), errors

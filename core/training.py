@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -65,6 +66,16 @@ class TrainingCancelled(Exception):
 
 ProgressCallback = Callable[[Progress], None]
 CancelHook = Callable[[], bool]
+
+
+class EpochData(Protocol):
+    """Training data drawn afresh every epoch (core.photo_runs.EpochMix): `len` items each."""
+
+    labels: tuple[str, ...]
+
+    def __len__(self) -> int: ...
+
+    def for_epoch(self, generator: torch.Generator) -> ImageSet: ...
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -164,7 +175,7 @@ def train_one_epoch(
 
 def train(
     cfg: TrainConfig,
-    train_set: ImageSet,
+    train_set: ImageSet | EpochData,
     val_set: ImageSet | None,
     on_progress: ProgressCallback | None = None,
     should_stop: CancelHook | None = None,
@@ -197,7 +208,9 @@ def train(
             on_progress(Progress(epoch, cfg.epochs, step, steps, loss, acc,
                                  scheduler.get_last_lr()[0], time.perf_counter() - start))
 
-        loss, acc = train_one_epoch(model, train_set, cfg, optimizer, scheduler, device,
+        epoch_set = (train_set.for_epoch(generator) if hasattr(train_set, "for_epoch")
+                     else train_set)
+        loss, acc = train_one_epoch(model, epoch_set, cfg, optimizer, scheduler, device,
                                     generator, report, should_stop, ema)
         val_loss = val_acc = None
         if val_set is not None and len(val_set):

@@ -108,3 +108,66 @@ def test_train_evaluate_export_info(tmp_path, fmnist_dir):
 def test_unknown_recipe_lists_choices(tmp_path):
     result = runner.invoke(app, ["train", "--recipe", "nope", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "baseline, default-fast, default" in result.output
+    assert "photo" in result.output
+
+
+@pytest.fixture()
+def cc0_photos():
+    from pathlib import Path
+
+    return sorted((Path(__file__).resolve().parent.parent / "fixtures" / "photos").glob("*.jpg"))
+
+
+def test_predict_json_has_the_route(image_tree, tiny_model_path):
+    result = runner.invoke(app, ["predict", str(image_tree / "a"), "--model",
+                                 str(tiny_model_path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert {item["route"] for item in json.loads(result.stdout)} == {"single"}
+
+
+def test_default_predict_routes_photos_and_fashion_mnist(image_tree, cc0_photos):
+    from core.models import PHOTO_MODEL_PATH
+
+    if not PHOTO_MODEL_PATH.exists():
+        pytest.skip("no shipped photo model")
+    result = runner.invoke(app, ["predict", str(image_tree / "a" / "0.png"), *map(str, cc0_photos),
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.stdout)
+    assert [i["route"] for i in items] == ["fashion-mnist"] + ["photo"] * len(cc0_photos)
+    csv_result = runner.invoke(app, ["predict", *map(str, cc0_photos), "--format", "csv"])
+    assert csv_result.stdout.splitlines()[0] == ",".join(CSV_COLUMNS)
+
+
+def test_evaluate_real_photos_reports_classes_and_sources(tmp_path, cc0_photos,
+                                                          tiny_model_path):
+    root = tmp_path / "real-photos"
+    (root / "images").mkdir(parents=True)
+    lines = ["file,label_index,label_name,split,source_repo,source_path,source_category"]
+    for i, path in enumerate(cc0_photos):
+        (root / "images" / path.name).write_bytes(path.read_bytes())
+        repo = ("alexeygrigorev/clothing-dataset" if i % 2 else
+                "VINI-DS001/ClassificadorKNN")
+        lines.append(f"images/{path.name},{i},x,val,{repo},x,y")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(app, ["evaluate", "--split", "real-photos-val", "--model",
+                                 str(tiny_model_path), "--photos-dir", str(root),
+                                 "--out", str(tmp_path / "ev"), "--backend", "torch"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["count"] == len(cc0_photos)
+    assert set(metrics["per_source"]) == {"clothingds", "vinids"}
+    assert len(metrics["coverage"]) == 101 and (tmp_path / "ev" / "reliability.png").exists()
+
+
+def test_unlicensed_photos_cannot_train_a_shipped_model(tmp_path):
+    from core.models import SHIPPED_MODEL_PATH
+
+    result = runner.invoke(app, ["train", "--recipe", "photo", "--photos-sources",
+                                 "clothingds,ganesh", "--out",
+                                 str(SHIPPED_MODEL_PATH.parent / "nope")])
+    assert result.exit_code == 2 and "state no licence" in result.output
+    assert not (SHIPPED_MODEL_PATH.parent / "nope").exists()
+    result = runner.invoke(app, ["train", "--recipe", "photo", "--photos-sources", "myntra",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "clothingds, ruturaj, ganesh, vinids" in result.output

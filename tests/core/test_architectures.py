@@ -30,3 +30,14 @@ def test_default_is_cpu_friendly():
 def test_unknown_arch_fails_listing_the_choices():
     with pytest.raises(ValueError, match="choose one of: baseline, default, large"):
         build_model("resnet9000", 10)
+
+
+def test_ensemble_averages_its_members_logits():
+    model = build_model("default-x3", 10).eval()
+    assert len(model.members) == 3
+    x = torch.rand(4, 1, 28, 28)
+    with torch.inference_mode():
+        expected = torch.stack([m(x) for m in model.members]).mean(0)
+        assert torch.allclose(model(x), expected)
+    with pytest.raises(ValueError, match="NAME-xK"):
+        build_model("nope-x3", 10)
