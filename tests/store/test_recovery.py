@@ -119,3 +119,12 @@ def test_after_a_redis_restart_pending_chunks_without_a_live_lease_are_queued_ag
     assert sweep.restarted
     assert sweep.chunks == [Resend(job_id, 1, "bulk"), Resend(job_id, 2, "bulk")]
     assert "attempts:1" not in store.get_job(job_id)  # not an interruption: not counted
+
+
+def test_the_first_sweep_on_a_redis_records_it_and_runs_nothing_twice(store):
+    job_id = job(store, n=4)  # queued chunks: their messages are in the broker
+    store.r.delete(keys.REDIS_RUN_ID_KEY)
+    sweep = reaper(store, restarted=True).sweep()
+    assert not sweep.restarted and sweep.chunks == []
+    assert store.r.get(keys.REDIS_RUN_ID_KEY).decode() == store.r.info("server")["run_id"]
+    assert store.get_job(job_id)["status"] == "queued"
