@@ -145,6 +145,7 @@ const results = {
       const urls = thumbnails.get(jobId);
       const thumbnail = (item) => (urls instanceof Map ? urls.get(item.filename) : urls?.[item.index]);
       $("grid").append(...page.items.map((item) => resultCard(item, thumbnail(item))));
+      reviewFirst($("grid"));
       this.nextCursor = page.next_cursor;
       $("results-more").hidden = page.next_cursor === null;
       applyFilter();
@@ -188,6 +189,14 @@ export function resultCard(item, thumbnailUrl, single = false) {
       ...item.top_k.map((s) => el("li", { text: `${s.label} ${pct(s.score)}` }))));
   }
   return card;
+}
+
+// The items a person must look at come first; within each group, in index order.
+function reviewFirst(grid) {
+  const rank = (card) => (card.dataset.review === "true" ? 0 : 1);
+  const cards = [...grid.children];
+  cards.sort((a, b) => rank(a) - rank(b) || Number(a.dataset.index) - Number(b.dataset.index));
+  grid.replaceChildren(...cards);
 }
 
 function applyFilter() {

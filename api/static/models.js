@@ -7,9 +7,16 @@ import { $, el, pct, showError, when } from "./ui.js";
 const listOf = (body) => (Array.isArray(body) ? body : body.items || body.models || []);
 const versionOf = (m) => m.version || m.id || m.name;
 
-function accuracyOf(m) {
-  const metrics = m.metrics || m.val_metrics || {};
-  const value = metrics.accuracy ?? metrics.val_accuracy ?? m.accuracy ?? m.val_accuracy;
+// Validation accuracy on Fashion-MNIST and on real product photos (real-photos val), as the
+// model's metadata records them; a model measured on only one shows the other empty.
+function fmnistAccuracyOf(m) {
+  const metrics = m.metrics || {};
+  const value = metrics.fmnist_val_accuracy ?? metrics.val_accuracy;
+  return typeof value === "number" ? pct(value) : "";
+}
+
+function photosAccuracyOf(m) {
+  const value = (m.metrics || {}).photos_val_accuracy;
   return typeof value === "number" ? pct(value) : "";
 }
 
@@ -24,7 +31,8 @@ export async function loadModels() {
       return el("tr", { "data-version": version },
         el("td", {}, el("code", { text: version })),
         el("td", { text: m.arch || (m.meta && m.meta.arch) || "" }),
-        el("td", { text: accuracyOf(m) }),
+        el("td", { text: fmnistAccuracyOf(m) }),
+        el("td", { text: photosAccuracyOf(m) }),
         el("td", { text: when(m.registered_at || m.created_at) }),
         el("td", {}, active ? el("span", { class: "badge succeeded", text: "active" }) : null),
         el("td", { class: "actions" },

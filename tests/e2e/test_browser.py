@@ -106,6 +106,8 @@ def test_a_dropped_zip_is_tagged_shown_and_downloaded(page, shipped_predictor, f
         name: p.label for name, p in expected.items()}
     needs_review = {name for name, p in expected.items() if p.confidence < REVIEW_BELOW}
     assert {name for name, _, review in shown if review == "true"} == needs_review
+    flags = [review for _, _, review in shown]  # the ones to look at come first
+    assert flags == sorted(flags, key=lambda review: review != "true")
     # Thumbnails read out of the zip in the browser, one per image, each actually decoded.
     decoded = "images => images.filter(i => i.complete && i.naturalWidth === 28).length"
     assert poll(lambda: page.eval_on_selector_all("#grid .card img.thumb", decoded)) == COUNT
