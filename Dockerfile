@@ -12,10 +12,14 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS base
+# Production by default: every process refuses to start without TAGGER_API_KEYS and
+# TAGGER_WEBHOOK_SECRET, so `docker run -p 8000:8000 fashion-tagger-api` never serves an open
+# tenant on 0.0.0.0 (core.settings). TAGGER_ENV=development opts out, knowingly.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
+    TAGGER_ENV=production \
     TAGGER_DATA_DIR=/data
 WORKDIR /app
 RUN useradd --create-home --uid 10001 tagger && mkdir -p /data && chown tagger /data

@@ -1,8 +1,8 @@
 """Validating an uploaded dataset: a zip of class folders (`<class>/<image>`, optionally inside
 one wrapper folder). Blocking (archive reads, image decoding): call from `def` routes.
 
-The archive is read with api.archives (member count, total size, per-member size and
-compression ratio guards; nothing is extracted to disk). Every image is decoded in full with
+The archive is read with api.archives (entry count, total and per-member sizes counted as
+read; nothing is extracted to disk). Every image is decoded in full with
 Pillow under the pixel limit: the API has no torch, so core.preprocessing is not available
 here, but a file Pillow decodes is one the worker's preprocessing accepts. Any unusable file
 refuses the whole dataset, and the answer lists them.
@@ -19,7 +19,7 @@ from PIL import Image
 
 from api.archives import ArchiveLimits, read_members, sniff
 from api.errors import ApiError
-from api.uploads import SUPPORTED_FORMATS, upload_size
+from api.uploads import SUPPORTED_FORMATS
 from core.settings import Settings
 
 MAX_CLASSES = 1000
@@ -43,9 +43,9 @@ def read_dataset_zip(upload: UploadFile, settings: Settings) -> ValidDataset:
     if sniff(head) != "zip":
         raise ApiError(415, "a dataset must be a .zip of class folders (<class>/<image>)")
     limits = ArchiveLimits(settings.max_items_per_job, settings.max_image_bytes,
-                           settings.dataset_max_bytes, settings.max_archive_ratio)
+                           settings.dataset_max_bytes)
     members = []
-    for name, data, error in read_members(upload.file, "zip", limits, upload_size(upload)):
+    for name, data, error in read_members(upload.file, "zip", limits):
         parts = safe_parts(name)
         if not any(p.startswith(".") for p in parts):  # .DS_Store and the like: not data
             members.append((parts, data, error))

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-         415: "unsupported_media_type", 422: "invalid_request", 503: "unavailable"}
+         415: "unsupported_media_type", 422: "invalid_request", 429: "too_many_requests",
+         503: "unavailable"}
 
 
 class ApiError(Exception):
@@ -31,6 +32,13 @@ class ApiError(Exception):
         self.code = code or CODES.get(status, "error")
         self.message = message
         self.headers = headers
+
+
+def is_out_of_memory(exc: Exception) -> bool:
+    """Redis refused a write at `maxmemory` (noeviction); inside a script that is a plain
+    ResponseError."""
+    return (isinstance(exc, redis.exceptions.OutOfMemoryError)
+            or "OOM command not allowed" in str(exc))
 
 
 def not_found(what: str = "job") -> ApiError:
@@ -73,6 +81,9 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 async def _backend_down(request: Request, exc: Exception) -> JSONResponse:
     # Not the client's fault and not a bug in our code: say so, and that a retry may work.
     log.warning("backend unavailable on %s %s: %s", request.method, request.url.path, exc)
+    if is_out_of_memory(exc):
+        return error_response(503, "at_capacity", "the job store is full; retry later",
+                              {"Retry-After": "30"})
     return error_response(503, "unavailable", "the job store is unreachable; retry later",
                           {"Retry-After": "5"})
 

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from api.auth import KeyRing
 from api.batcher import SubmissionBatcher
@@ -21,10 +22,22 @@ from api.deps import Services
 from api.errors import install_error_handlers
 from api.jobviews import MAX_WAIT_S
 from api.jobwriter import write_single_jobs
-from api.limits import BodySizeLimitMiddleware
+from api.limits import RequestGuardMiddleware
 from api.metrics import RequestMetricsMiddleware, create_metrics
+from api.quotas import Admission, Quotas, RequestLimiter
 from api.reaper import sweep_forever
-from api.routes import classify, datasets, health, jobs, models, results, training, web
+from api.routes import (
+    classify,
+    datasets,
+    health,
+    jobs,
+    models,
+    results,
+    training,
+    web,
+    webhooks,
+)
+from api.streams import StreamSlots
 from core.logs import configure_json_logging
 from core.settings import Settings, get_settings
 from store.connection import redis_url, sync_redis
@@ -34,6 +47,10 @@ from worker.app import create_celery
 
 log = logging.getLogger("api")
 
+# An open server (no keys) answers only these Host names: a web page on another site cannot
+# reach it through DNS rebinding (its Host header names that site).
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]", "::1"]
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,12 +59,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_json_logging()  # here, not at import: only a serving process logs JSON
     if services.keys.open:
         log.warning("TAGGER_API_KEYS is empty: every request is the open local tenant"
-                    " 'local' (admin). Do not expose this server.")
+                    " 'local' (operator). Do not expose this server.")
     # The async client lives on the server's event loop, so it is made here, not at import.
     # Waits block on Redis for up to 30 s (BLMOVE): the read timeout must be longer than
     # that (redis-py's default is 5 s).
-    services.aredis = aioredis.Redis.from_url(redis_url(services.settings),
-                                              socket_timeout=MAX_WAIT_S + 30)
+    url = redis_url(services.settings)
+    services.aredis = aioredis.Redis.from_url(url, socket_timeout=MAX_WAIT_S + 30)
+    services.limiter = RequestLimiter(url, services.aredis.connection_pool)
+    services.admission = Admission(services.aredis, services.settings)
+    # Event streams block on Redis for up to a tick each (api.sse): a bounded pool, one
+    # connection per stream this process may serve (api.streams).
+    services.stream_redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=services.settings.sse_max_streams, timeout=10))
     services.completions = CompletionListener(
         aioredis.Redis.from_url(redis_url(services.settings)), services.aredis)
     await services.completions.start()
@@ -71,6 +94,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.gather(reaper, return_exceptions=True)
         await services.batcher.stop()
         await services.completions.stop()
+        await services.stream_redis.aclose()
         await services.aredis.aclose()
         services.store.r.close()
 
@@ -84,14 +108,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Starlette counts multipart parts before our own item-count check (-> 413).
         form_limits={"max_files": settings.max_items_per_job + 1},
     )
+    keys = KeyRing(settings.api_keys)
     app.state.services = Services(
-        settings=settings, store=JobStore(sync_redis(settings), settings.result_ttl_s),
-        celery=create_celery(settings), keys=KeyRing(settings.api_keys),
-        metrics=create_metrics())
+        settings=settings,
+        store=JobStore(sync_redis(settings), settings.result_ttl_s,
+                       settings.single_result_ttl_s),
+        celery=create_celery(settings), keys=keys, metrics=create_metrics(),
+        quotas=Quotas(settings), streams=StreamSlots(settings.sse_max_streams))
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    # Outermost last: metrics see every answer, the Host check comes before the guard, and
+    # the guard (auth, size, quotas, admission) before any route reads a body.
+    app.add_middleware(RequestGuardMiddleware)
+    if keys.open and not settings.allow_public_bind:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.services.metrics)
-    for module in (health, classify, jobs, results, training, models, datasets, web):
+    for module in (health, classify, jobs, results, training, models, datasets, webhooks,
+                   web):
         app.include_router(module.router)
     return app
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from api.errors import ApiError
-from core.urls import url_problem
+from api.urlcheck import url_error
 
 MAX_ITEM_ID_LENGTH = 256
 
@@ -43,7 +43,7 @@ def parse_manifest(data: bytes, filename: str | None, max_items: int) -> list[Ma
             raise _invalid(f"line {line}: item_id longer than {MAX_ITEM_ID_LENGTH} characters")
         if not url:
             raise _invalid(f"line {line}: url is missing or blank")
-        if problem := url_problem(url):
+        if problem := url_error(url):
             raise _invalid(f"line {line}: {problem}")
         if item_id in first_line:
             raise _invalid(f"line {line}: duplicate item_id {item_id!r}"

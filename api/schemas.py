@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from core.urls import url_problem
+from api.urlcheck import url_error
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -31,7 +31,7 @@ class JobCreate(BaseModel):
     @field_validator("callback_url")
     @classmethod
     def _callback_url_valid(cls, value: str | None) -> str | None:
-        if value is not None and (problem := url_problem(value)):
+        if value is not None and (problem := url_error(value)):
             raise ValueError(problem)
         return value
 

@@ -38,9 +38,10 @@ class TrainingJobCreate(BaseModel):
     max_train_items: int | None = Field(
         None, ge=20, description="train on a random subset of this many items (quick runs)")
     init_from: str | None = Field(None, description="a model version to fine-tune")
-    activate: Literal["never", "if_better", "always"] = Field(
-        "if_better", description="if_better: when its validation accuracy beats the active"
-                                 " model's (same labels only)")
+    activate: Literal["never", "if_better", "always"] | None = Field(
+        None, description="if_better: when its validation accuracy beats the active model's"
+                          " (same labels only). Operator keys only; default: if_better for"
+                          " an operator, never for a tenant")
 
     @field_validator("arch")
     @classmethod
@@ -50,11 +51,14 @@ class TrainingJobCreate(BaseModel):
                              f" {', '.join(ARCHITECTURE_NAMES)}")
         return value
 
-    def resolved(self) -> TrainingJobCreate:
-        """Every field the recipe supplies filled in, so the job shows what will run."""
+    def resolved(self, operator: bool = True) -> TrainingJobCreate:
+        """Every field the recipe (and the caller's role) supplies filled in, so the job shows
+        what will run."""
         base = recipe(self.recipe)
         filled = {name: getattr(base, name) for name in RECIPE_FIELDS
                   if getattr(self, name) is None}
+        if self.activate is None:
+            filled["activate"] = "if_better" if operator else "never"
         return self.model_copy(update=filled)
 
 

@@ -3,6 +3,7 @@ and the reaper a read triggers (a running job whose worker stopped renewing its 
 
 from __future__ import annotations
 
+from api.auth import Tenant
 from api.errors import ApiError, not_found
 from api.schemas_training import ModelPublic, TrainingJobCreate, TrainingJobPublic
 from core.labels import FASHION_MNIST_LABELS
@@ -13,14 +14,24 @@ from store.training import TrainingStore, lease_expired, training_summary
 ARTIFACT_MEDIA_TYPES = {".png": "image/png", ".json": "application/json"}
 
 
+def owner_filter(tenant: Tenant) -> str | None:
+    """Whose datasets and training jobs the caller sees: its own; an operator, everyone's."""
+    return None if tenant.operator else tenant.name
+
+
 def check_request(body: TrainingJobCreate, registry: ModelRegistry,
-                  datasets: DatasetStore) -> None:
-    """What pydantic cannot see: the dataset and the model to fine-tune must exist, and that
-    model must have the arch and labels this run trains."""
+                  datasets: DatasetStore, tenant: Tenant) -> None:
+    """What pydantic cannot see: the dataset (the caller's own) and the model to fine-tune
+    must exist, that model must have the arch and labels this run trains, and only an
+    operator may let the run activate its model (every tenant would be served it)."""
+    if body.activate != "never" and not tenant.operator:
+        raise ApiError(403, f"activate={body.activate!r} needs an operator API key: a tenant's"
+                            " run registers a version (pin it with `model` on POST /v1/jobs)"
+                            " and an operator activates it")
     if body.dataset == FASHION_MNIST:
         labels = list(FASHION_MNIST_LABELS)
     else:
-        dataset = datasets.get(body.dataset)
+        dataset = datasets.get(body.dataset, owner_filter(tenant))
         if dataset is None:
             raise ApiError(422, f"dataset: unknown dataset {body.dataset!r}; use"
                                 f" '{FASHION_MNIST}' or an id from POST /v1/datasets")
@@ -39,9 +50,10 @@ def check_request(body: TrainingJobCreate, registry: ModelRegistry,
                             f" {body.dataset} has {labels}")
 
 
-def training_or_404(store: TrainingStore, job_id: str) -> dict[str, str]:
+def training_or_404(store: TrainingStore, job_id: str, tenant: Tenant) -> dict[str, str]:
+    """The training job if the caller may see it; another tenant's is "not found" (404)."""
     job = store.get(job_id)
-    if job is None:
+    if job is None or (not tenant.operator and job.get("tenant") != tenant.name):
         raise not_found("training job")
     return reaped(store, job)
 

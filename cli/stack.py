@@ -107,9 +107,11 @@ def up(
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         if not settings.redis_url:
-            redis_server = EmbeddedRedis(data_dir / "redis").start(**spawn)
+            redis_server = EmbeddedRedis(data_dir / "redis",
+                                         maxmemory=settings.redis_maxmemory).start(**spawn)
             env["TAGGER_REDIS_URL"] = redis_server.url
-            console.print(f"embedded Redis on {redis_server.url} (data in {data_dir}/redis)")
+            console.print(f"embedded Redis on {redis_server.url} (data in {data_dir}/redis,"
+                          f" maxmemory {settings.redis_maxmemory / 2**30:.1f} GiB)")
         celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
         children.append(("worker", subprocess.Popen(
             celery + worker_argv(INFERENCE_QUEUES, workers, pool, "inference@%h"), env=env,

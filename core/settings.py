@@ -33,7 +33,7 @@ class Settings(BaseSettings):
 
     redis_url: str | None = None
     result_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
-    api_keys: str = Field(default="", description="key:tenant[:admin], comma separated")
+    api_keys: str = Field(default="", description="key:tenant[:operator], comma separated")
     allow_public_bind: bool = False
 
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     max_items_per_job: int = Field(default=100_000, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_archive_uncompressed_bytes: int = Field(default=2 * 1024**3, gt=0)
-    max_archive_ratio: float = Field(default=200.0, gt=1)
     chunk_size: int = Field(default=256, gt=0)
     # Single-image batches an API process keeps out at a time (api.batcher); more requests
     # wait and go out together. About one per inference worker process.
@@ -87,6 +86,31 @@ class Settings(BaseSettings):
     # Service processes log JSON lines (one object per line, with the job id); "text" for
     # the plain formats of uvicorn and Celery.
     log_format: Literal["json", "text"] = "json"
+
+    # Bounded and fair (docs/DESIGN.md, "Limits, quotas and backpressure").
+    # Any body that is not an upload (JSON: training jobs) is refused past this (413), before
+    # it is read; an upload past TAGGER_MAX_UPLOAD_BYTES likewise.
+    max_json_bytes: int = Field(default=64 * 1024, gt=0)
+    # One-image jobs (POST /v1/classify) are kept this long; bulk jobs TAGGER_RESULT_TTL_S.
+    single_result_ttl_s: int = Field(default=3600, gt=60)
+    # Redis's memory budget in bytes: the embedded server and compose run with this
+    # `maxmemory` (noeviction). An external Redis's own `maxmemory`, when set, wins.
+    redis_maxmemory: int = Field(default=2 * 1024**3, gt=0)
+    # Admission: new submissions get 503 + Retry-After once Redis uses this fraction of its
+    # budget, or the inputs waiting in it reach `admission_input_fraction` of it: the rest is
+    # headroom for results, task messages and what is already uploading.
+    admission_memory_fraction: float = Field(default=0.8, gt=0, le=1)
+    admission_input_fraction: float = Field(default=0.5, gt=0, le=1)
+    # Per-tenant quotas (429 + Retry-After): the defaults, and JSON overrides per tenant,
+    # e.g. '{"shop": {"requests": "1000/second", "active_jobs": 20}}' (api.quotas).
+    quota_requests: str = Field(default="100/second", description="a `limits` rate string")
+    quota_active_jobs: int = Field(default=8, ge=1, description="bulk jobs queued or running")
+    quota_queued_items: int = Field(default=200_000, ge=1, description="items not yet done")
+    quota_streams: int = Field(default=16, ge=1, description="event streams, per API process")
+    quota_training_jobs: int = Field(default=1, ge=1, description="queued or running")
+    tenant_quotas: dict[str, dict[str, str | int]] = Field(default_factory=dict)
+    # Event streams one API process serves at once (each holds a pooled Redis connection).
+    sse_max_streams: int = Field(default=256, ge=1)
 
     # The remote client (`fashion-tagger submit/jobs/status/...`): which server, which key.
     server_url: str = "http://127.0.0.1:8000"

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from store.keys import DATASETS_KEY, dataset_images_key, dataset_key
+from store.keys import DATASETS_KEY, dataset_images_key, dataset_key, tenant_datasets_key
 from store.records import decode_hash, now_iso
 
 ID_PATTERN = re.compile(r"ds-[0-9a-f]{12}")
@@ -53,18 +53,24 @@ class DatasetStore:
                 pipe.hset(dataset_images_key(dataset_id), mapping={n: fields[n] for n in batch})
             pipe.hset(dataset_key(dataset_id), mapping=record)
             pipe.zadd(DATASETS_KEY, {dataset_id: time.time()})
+            pipe.zadd(tenant_datasets_key(tenant), {dataset_id: time.time()})
             pipe.execute()
         return dataset_summary({k: str(v) for k, v in record.items()})
 
-    def get(self, dataset_id: str) -> dict[str, Any] | None:
+    def get(self, dataset_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+        """The dataset; None when there is none, or (`tenant` given) another tenant owns it."""
         if not is_dataset_id(dataset_id):
             return None
         raw = self.r.hgetall(dataset_key(dataset_id))
-        return dataset_summary(decode_hash(raw)) if raw else None
+        record = decode_hash(raw)
+        if not record or (tenant is not None and record.get("tenant") != tenant):
+            return None
+        return dataset_summary(record)
 
-    def list_datasets(self, limit: int) -> list[dict[str, Any]]:
-        """Newest first."""
-        ids = [i.decode() for i in self.r.zrevrange(DATASETS_KEY, 0, limit - 1)]
+    def list_datasets(self, limit: int, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Newest first: every tenant's, or one tenant's."""
+        index = DATASETS_KEY if tenant is None else tenant_datasets_key(tenant)
+        ids = [i.decode() for i in self.r.zrevrange(index, 0, limit - 1)]
         found = (self.get(i) for i in ids)
         return [d for d in found if d is not None]
 

@@ -23,10 +23,12 @@ from store.keys import (
     ACTIVE_MODEL_KEY,
     DEADLINES_KEY,
     DONE_CHANNEL,
+    INPUT_BYTES_FIELD,
     LEASES_KEY,
     METRICS_JOBS_ACTIVE_KEY,
     METRICS_JOBS_KEY,
     UPLOADING_KEY,
+    USAGE_KEY,
     WEBHOOK_OUTBOX_KEY,
     done_key,
     idempotency_key,
@@ -38,6 +40,7 @@ from store.keys import (
     pending_key,
     results_key,
     tenant_jobs_key,
+    usage_field,
 )
 from store.records import decode_hash, now_iso
 from store.results import COUNTERS
@@ -46,13 +49,17 @@ from store.scripts import ScriptCall
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
 # The keys every job-state script gets after its own (store/lua/lib/job_context.lua): the
-# metrics counters it keeps exact, the reaper's indexes, the webhook outbox, the leases.
+# metrics counters it keeps exact, the reaper's indexes, the webhook outbox, the leases, the
+# usage counters (admission control and quotas).
 SERVICE_KEYS = (METRICS_JOBS_KEY, METRICS_JOBS_ACTIVE_KEY, ACTIVE_JOBS_KEY, UPLOADING_KEY,
-                DEADLINES_KEY, WEBHOOK_OUTBOX_KEY, LEASES_KEY)
+                DEADLINES_KEY, WEBHOOK_OUTBOX_KEY, LEASES_KEY, USAGE_KEY)
 # An Idempotency-Key is claimed for this long before its job's record is written, so a key
 # whose API died before writing anything frees itself; the record then extends it to the job's
 # whole life.
 CLAIM_TTL_S = 300
+# A job never outlives its keys: one still active this long before it expires is ended by the
+# reaper (as past a deadline), so the scripts that end jobs uncount everything it held.
+EXPIRY_GUARD_S = 60
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,16 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class ChunkWrite:
+    """What writing (a piece of) a chunk found: whether the job took it (False: it has ended,
+    e.g. cancelled while uploading, or is gone), and the usage counters right after."""
+
+    written: bool
+    tenant_queued_items: int = 0
+    input_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class StartedChunk:
     """A chunk a worker may process: its job's record and this attempt's number (0 when the
     job needs a model version and none is registered yet: nothing was started)."""
@@ -96,10 +113,15 @@ class ChunkInputs:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+    """`ttl_s`: how long a bulk job is kept; `single_ttl_s`: a one-image job (default the
+    same)."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int, single_ttl_s: int | None = None) -> None:
         self.r = client  # binary client: inputs are raw image bytes
         self.ttl_s = ttl_s
+        self.single_ttl_s = single_ttl_s or ttl_s
         context = ("job_context",)
+        self._add_chunk = scripts.register(client, "add_chunk", context)
         self._record = scripts.register(client, "record_results", context)
         self._seal = scripts.register(client, "seal_job", context)
         self._start = scripts.register(client, "start_chunk", context)
@@ -124,17 +146,19 @@ class JobStore:
     # -- creating a job (API) -------------------------------------------------------------
 
     def create_job(self, spec: JobSpec, idempotency: str | None = None,
-                   write: bool = True) -> NewJob:
+                   write: bool = True, fingerprint: str = "") -> NewJob:
         """Allocate a queued job and claim its Idempotency-Key (SET NX: of two concurrent
         submissions with one key only one creates a job).
 
         With a key this tenant already used, returns the earlier job's id, created=False, and
-        writes nothing. With write=False the record is only built: the first add_chunk writes
-        it, in the same round trip as the first items.
+        writes nothing; `fingerprint` (of the request) is kept in the record, so a repeat can be
+        told apart from a different request that reuses the key. With write=False the record
+        is only built: the first add_chunk writes it, in the same round trip as the first
+        items.
         """
         job_id = uuid.uuid4().hex
         now = time.time()
-        expire_at = int(now) + self.ttl_s
+        expire_at = int(now) + (self.single_ttl_s if spec.kind == "classify" else self.ttl_s)
         if idempotency is not None:
             idem = idempotency_key(spec.tenant, idempotency)
             if not self.r.set(idem, job_id, nx=True, ex=CLAIM_TTL_S):
@@ -148,7 +172,8 @@ class JobStore:
             "model_version": "", "total": 0, "chunks": 0, "sealed": 0, "done": 0, "failed": 0,
             "skipped": 0, "cancel_requested": 0, "created_at": now_iso(), "started_at": "",
             "finished_at": "", "expire_at": expire_at, "webhook": "",
-            "idempotency_key": idempotency or "", "end_reason": "",
+            "idempotency_key": idempotency or "", "fingerprint": fingerprint,
+            "end_reason": "", "queued": 0,
             "deadline_at": int(now) + spec.deadline_s if spec.deadline_s else "",
             "_created": now,
         }
@@ -168,8 +193,10 @@ class JobStore:
         pipe.zremrangebyscore(index, "-inf", created - self.ttl_s)  # jobs that have expired
         pipe.expire(index, self.ttl_s)
         pipe.zadd(ACTIVE_JOBS_KEY, {job_id: created})
-        if record["deadline_at"]:
-            pipe.zadd(DEADLINES_KEY, {job_id: record["deadline_at"]})
+        pipe.zadd(DEADLINES_KEY, {job_id: record["deadline_at"]
+                                  or int(record["expire_at"]) - EXPIRY_GUARD_S})
+        if record["kind"] == "bulk":
+            pipe.hincrby(USAGE_KEY, usage_field(record["tenant"], "active_jobs"), 1)
         if record["idempotency_key"]:  # the claim now lasts as long as the job
             pipe.expireat(idempotency_key(record["tenant"], record["idempotency_key"]),
                           record["expire_at"])
@@ -178,40 +205,48 @@ class JobStore:
 
     def add_chunk(self, job_id: str, chunk: int, metas: Sequence[dict[str, Any]],
                   inputs: dict[int, bytes], expire_at: int,
-                  record: dict[str, Any] | None = None) -> None:
-        """Append one chunk's item metadata (in index order) and its image bytes, and with the
-        job's first chunk its `record` too: one round trip (MULTI: a record never appears
-        without its first items). Chunk k holds items k*chunk_size onwards; add them in order.
-        """
-        with self.r.pipeline() as pipe:
-            self._queue_chunk(pipe, job_id, chunk, metas, inputs, expire_at, record)
-            pipe.execute()
+                  record: dict[str, Any] | None = None) -> ChunkWrite:
+        """Append (a piece of) one bulk chunk: its item metadata (in index order) and its image
+        bytes, counted in the usage counters (script add_chunk.lua), and with the job's first
+        piece its `record` too, in the same transaction (a record never appears without its
+        first items). Chunk k holds items k*chunk_size onwards; add them in order. A chunk may
+        be written in several pieces (bounded memory for large images); its task goes out
+        after the last."""
+        call = self._job_call(self._add_chunk, job_id,
+                              keys=[items_key(job_id), input_key(job_id, chunk)],
+                              args=[chunk, expire_at, len(metas),
+                                    *[json.dumps(m) for m in metas],
+                                    *[part for item in inputs.items() for part in item]])
+        if record is None:
+            reply = scripts.run_scripts(self.r, [call])[0]
+        else:
+            script, keys, args = call
+            with self.r.pipeline() as pipe:  # MULTI; redis-py loads the script first
+                self._queue_record(pipe, record)
+                script(keys=keys, args=args, client=pipe)
+                reply = pipe.execute()[-1]
+        if int(reply[0]) != 1:
+            return ChunkWrite(False)
+        return ChunkWrite(True, int(reply[1]), int(reply[2]))
 
     def add_single_jobs(self, jobs: Sequence[tuple[dict[str, Any], dict[str, Any], bytes]]
                         ) -> None:
         """Several complete one-item jobs, each (record, item metadata, image bytes), in one
-        round trip: how concurrent POST /v1/classify requests are written together."""
+        round trip: how concurrent POST /v1/classify requests are written together. Each is
+        active from the start, so it is counted here (the scripts that end it uncount it)."""
         with self.r.pipeline() as pipe:
             for record, meta, data in jobs:
-                self._queue_chunk(pipe, record["id"], 0, [meta], {0: data}, record["expire_at"],
-                                  record)
+                job_id = record["id"]
+                self._queue_record(pipe, record | {"queued": 1, "inbytes:0": len(data)})
+                pipe.rpush(items_key(job_id), json.dumps(meta))
+                pipe.expireat(items_key(job_id), record["expire_at"])
+                pipe.sadd(pending_key(job_id), 0)
+                pipe.expireat(pending_key(job_id), record["expire_at"])
+                pipe.hset(input_key(job_id, 0), 0, data)
+                pipe.expireat(input_key(job_id, 0), record["expire_at"])
+                pipe.hincrby(USAGE_KEY, usage_field(record["tenant"], "queued_items"), 1)
+                pipe.hincrby(USAGE_KEY, INPUT_BYTES_FIELD, len(data))
             pipe.execute()
-
-    def _queue_chunk(self, pipe: redis.client.Pipeline, job_id: str, chunk: int,
-                     metas: Sequence[dict[str, Any]], inputs: dict[int, bytes], expire_at: int,
-                     record: dict[str, Any] | None) -> None:
-        if record is not None:
-            self._queue_record(pipe, record)
-        pipe.rpush(items_key(job_id), *[json.dumps(m) for m in metas])
-        pipe.expireat(items_key(job_id), expire_at)
-        pipe.sadd(pending_key(job_id), chunk)
-        pipe.expireat(pending_key(job_id), expire_at)
-        if record is None or str(record["sealed"]) != "1":
-            # Still uploading: the reaper ends it if the writes stop (the API died).
-            pipe.zadd(UPLOADING_KEY, {job_id: time.time()})
-        if inputs:
-            pipe.hset(input_key(job_id, chunk), mapping=inputs)
-            pipe.expireat(input_key(job_id, chunk), expire_at)
 
     def seal(self, job_id: str, total: int, chunks: int) -> bool:
         """All items are written; True if that finished the job (workers were faster)."""
@@ -297,12 +332,12 @@ class JobStore:
         self.r.zadd(LEASES_KEY, {lease_member(job_id, chunk): until for job_id, chunk in chunks},
                     xx=True)
 
-    def requeue(self, job_id: str, chunk: int, interrupted: bool) -> str | None:
-        """The queue to send the chunk to again, or None: it is not pending in an active job,
-        or a worker holds an unexpired lease on it. `interrupted` counts towards giving it up
-        (its holder died)."""
-        queue = self._run(self._requeue, job_id, args=[chunk, job_id, int(interrupted)])
-        return queue.decode() if queue else None
+    def requeue(self, job_id: str, chunk: int, interrupted: bool) -> tuple[str, int] | None:
+        """(the queue to send the chunk to again, its tenant's queued items ahead of it: its
+        priority), or None: it is not pending in an active job, or a worker holds an
+        unexpired lease on it. `interrupted` counts towards giving it up (its holder died)."""
+        reply = self._run(self._requeue, job_id, args=[chunk, job_id, int(interrupted)])
+        return (reply[0].decode(), int(reply[1])) if reply else None
 
     def chunks_inputs(self, chunks: Sequence[tuple[str, int, int]]) -> list[ChunkInputs]:
         """For each (job_id, chunk, chunk_size), in one round trip: the chunk's item metadata,

@@ -20,6 +20,12 @@ What the reaper watches (store.recovery; entries leave when their job ends):
     tagger:chunks:leases          zset    "{job id}:{chunk}" -> lease expiry (unix), renewed
                                           by the worker process running the chunk
     tagger:webhooks:outbox        zset    job id -> when its webhook is due (until delivered)
+    tagger:usage                  hash    what the queues hold now, kept exact by the scripts
+                                          that change it: "{tenant}|active_jobs" (bulk jobs
+                                          queued or running), "{tenant}|queued_items" (items
+                                          written, not yet done), "input_bytes" (every job's
+                                          image bytes still waiting)
+    tagger:ratelimit:...          -       the `limits` library's request windows per tenant
     tagger:reaper:lock            string  held by the one process sweeping right now
     tagger:redis:run_id           string  the Redis run_id the last sweep saw (restarts)
 
@@ -85,6 +91,17 @@ LEASES_KEY = f"{PREFIX}:chunks:leases"
 WEBHOOK_OUTBOX_KEY = f"{PREFIX}:webhooks:outbox"
 REAPER_LOCK_KEY = f"{PREFIX}:reaper:lock"
 REDIS_RUN_ID_KEY = f"{PREFIX}:redis:run_id"
+USAGE_KEY = f"{PREFIX}:usage"
+RATE_LIMIT_PREFIX = f"{PREFIX}:ratelimit"  # the `limits` library names its keys under it
+
+
+def usage_field(tenant: str, name: str) -> str:
+    """A tenant's counter in USAGE_KEY: "active_jobs" or "queued_items" (scripts build them
+    this way: tenant .. '|' .. name)."""
+    return f"{tenant}|{name}"
+
+
+INPUT_BYTES_FIELD = "input_bytes"  # USAGE_KEY: image bytes of every job still in Redis
 
 
 def lease_member(job_id: str, chunk: int) -> str:
@@ -101,9 +118,22 @@ def parse_lease_member(member: str) -> tuple[str, int]:
 WORKERS_KEY = f"{PREFIX}:workers"  # zset: worker hostname scored by its last heartbeat
 
 
-def queue_key(queue: str) -> str:
-    """kombu's Redis transport keeps a queue's waiting messages in a list named after it."""
-    return queue
+# kombu's Redis transport keeps a queue's waiting messages in one list per priority step:
+# the queue's own name for priority 0, `{queue}\x06\x16{p}` for the others (kombu's default
+# separator). A worker's BRPOP names them by step, then by queue: every queue's priority-0 list
+# before any priority-1 list. worker.app configures these steps; worker.names picks a chunk's.
+QUEUE_PRIORITY_STEPS = tuple(range(10))
+QUEUE_PRIORITY_SEP = "\x06\x16"
+
+
+def queue_key(queue: str, priority: int = 0) -> str:
+    """The list holding `queue`'s messages of one priority step."""
+    return f"{queue}{QUEUE_PRIORITY_SEP}{priority}" if priority else queue
+
+
+def queue_keys(queue: str) -> list[str]:
+    """Every list of `queue`, highest priority first (its depth is their lengths' sum)."""
+    return [queue_key(queue, p) for p in QUEUE_PRIORITY_STEPS]
 
 
 # -- metrics (counters: they never expire) --------------------------------------------------
@@ -160,6 +190,7 @@ def onnx_key(version: str) -> str:
 #   tagger:training:{id}:done         list    a token pushed when the job ends
 #   tagger:training:jobs              zset    id scored by creation time (listing)
 #   tagger:training:running           zset    id scored by its lease expiry (the reaper's view)
+#   tagger:tenant:{t}:training        zset    the tenant's training job ids by creation time
 
 TRAINING_JOBS_KEY = f"{PREFIX}:training:jobs"
 TRAINING_RUNNING_KEY = f"{PREFIX}:training:running"
@@ -177,10 +208,15 @@ def training_done_key(job_id: str) -> str:
     return f"{training_key(job_id)}:done"
 
 
+def tenant_training_key(tenant: str) -> str:
+    return f"{PREFIX}:tenant:{tenant}:training"
+
+
 # -- datasets (kept until deleted: training jobs and models refer to them by id) ------------
 #   tagger:datasets               zset    id scored by creation time (listing)
 #   tagger:dataset:{id}           hash    id, name, tenant, created_at, labels, counts, ...
 #   tagger:dataset:{id}:images    hash    "{label index}:{n}" -> image bytes
+#   tagger:tenant:{t}:datasets    zset    the tenant's dataset ids by creation time
 
 DATASETS_KEY = f"{PREFIX}:datasets"
 
@@ -191,3 +227,7 @@ def dataset_key(dataset_id: str) -> str:
 
 def dataset_images_key(dataset_id: str) -> str:
     return f"{dataset_key(dataset_id)}:images"
+
+
+def tenant_datasets_key(tenant: str) -> str:
+    return f"{PREFIX}:tenant:{tenant}:datasets"

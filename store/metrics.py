@@ -25,9 +25,10 @@ from store.keys import (
     METRICS_JOBS_ACTIVE_KEY,
     METRICS_JOBS_KEY,
     METRICS_MODELS_KEY,
+    QUEUE_PRIORITY_STEPS,
     WORKERS_KEY,
     metrics_hist_key,
-    queue_key,
+    queue_keys,
 )
 from store.workers import HEARTBEAT_TTL_S
 
@@ -154,10 +155,14 @@ def read_snapshot(client: redis.Redis, queues: Sequence[str]) -> Snapshot:
         pipe.get(ACTIVE_MODEL_KEY)
         pipe.zcount(WORKERS_KEY, time.time() - HEARTBEAT_TTL_S, "+inf")
         for queue in queues:
-            pipe.llen(queue_key(queue))
+            for key in queue_keys(queue):  # one list per priority step (store.keys)
+                pipe.llen(key)
         replies = pipe.execute()
     *hists, items, jobs, active, models, active_model, workers = replies[:len(names) + 6]
-    snapshot = Snapshot(queue_depths=dict(zip(queues, replies[len(names) + 6:], strict=True)),
+    lengths = replies[len(names) + 6:]
+    steps = len(QUEUE_PRIORITY_STEPS)
+    snapshot = Snapshot(queue_depths={queue: sum(lengths[i * steps:(i + 1) * steps])
+                                      for i, queue in enumerate(queues)},
                         live_workers=int(workers))
     for name, raw in zip(names, hists, strict=True):
         snapshot.histograms[name] = _histogram(name, raw)

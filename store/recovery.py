@@ -4,9 +4,9 @@ whatever dies (docs/DESIGN.md, "Reliability model").
 One sweep, by whichever process holds the sweep lock this interval (every worker and API
 process tries; one wins), in this order:
 
-1. after a Redis restart (its run_id changed), every pending chunk of an active job that no
-   live lease covers is queued again: the last second of writes before the crash (a task
-   message, a result, an ack) may be gone, and a chunk run twice is harmless;
+1. after a Redis restart (its run_id changed since the last sweep), every pending chunk of an
+   active job that no live lease covers is queued again: the last second of writes before the
+   crash (a task message, a result, an ack) may be gone, and a chunk run twice is harmless;
 2. a chunk whose lease lapsed (its worker died, or lost Redis for a whole lease) is queued
    again, counting as an interruption towards giving it up (worker.chunks.MAX_ATTEMPTS);
 3. a job past its deadline ends, its unprocessed items skipped;
@@ -49,6 +49,7 @@ class Resend:
     job_id: str
     chunk: int
     queue: str
+    backlog: int = 0  # its tenant's queued items ahead of it: its priority, as on first send
 
 
 @dataclass
@@ -83,9 +84,9 @@ class Reaper:
             found.chunks += self._reconcile()
         for member in self._due(LEASES_KEY, now):
             job_id, chunk = parse_lease_member(member)
-            if queue := self.store.requeue(job_id, chunk, interrupted=True):
+            if again := self.store.requeue(job_id, chunk, interrupted=True):
                 log.warning("chunk %s of job %s lost its worker; queued again", chunk, job_id)
-                found.chunks.append(Resend(job_id, chunk, queue))
+                found.chunks.append(Resend(job_id, chunk, *again))
         for index, reason, cutoff in ((DEADLINES_KEY, "deadline", now),
                                       (UPLOADING_KEY, "upload interrupted",
                                        now - self.upload_stall_s)):
@@ -110,9 +111,12 @@ class Reaper:
                                                          num=limit)]
 
     def _redis_restarted(self) -> bool:
+        """True when the run_id the last sweep recorded (kept in Redis, so in its append-only
+        file) is not this server's. The very first sweep on a Redis only records it: a new
+        deployment has lost nothing, and re-queueing its queued chunks would run them twice."""
         run_id = self.r.info("server")["run_id"]
         seen = self.r.set(REDIS_RUN_ID_KEY, run_id, get=True)
-        return seen is None or seen.decode() != run_id
+        return seen is not None and seen.decode() != run_id
 
     def _reconcile(self) -> list[Resend]:
         """Every pending chunk of every active job that no live lease covers."""
@@ -124,8 +128,8 @@ class Reaper:
         resend = []
         for job_id, chunks in zip(jobs, pending, strict=True):
             for chunk in sorted(int(c) for c in chunks):
-                if queue := self.store.requeue(job_id, chunk, interrupted=False):
-                    resend.append(Resend(job_id, chunk, queue))
+                if again := self.store.requeue(job_id, chunk, interrupted=False):
+                    resend.append(Resend(job_id, chunk, *again))
         if resend:
             log.warning("Redis restarted: %d pending chunk(s) queued again", len(resend))
         return resend

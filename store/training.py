@@ -24,6 +24,7 @@ from store.keys import (
     TRAINING_JOBS_KEY,
     TRAINING_RUNNING_KEY,
     artifacts_key,
+    tenant_training_key,
     training_done_key,
     training_key,
 )
@@ -70,21 +71,30 @@ class TrainingStore:
         with self.r.pipeline() as pipe:
             pipe.hset(training_key(job_id), mapping=record)
             pipe.expireat(training_key(job_id), record["expire_at"])
-            pipe.zadd(TRAINING_JOBS_KEY, {job_id: now})
-            pipe.zremrangebyscore(TRAINING_JOBS_KEY, "-inf", now - self.ttl_s)
+            for index in (TRAINING_JOBS_KEY, tenant_training_key(tenant)):
+                pipe.zadd(index, {job_id: now})
+                pipe.zremrangebyscore(index, "-inf", now - self.ttl_s)
+            pipe.expire(tenant_training_key(tenant), self.ttl_s)
             pipe.execute()
         return {k: str(v) for k, v in record.items()}
 
     def get(self, job_id: str) -> dict[str, str] | None:
         return decode_hash(self.r.hgetall(training_key(job_id))) or None
 
-    def list_jobs(self, limit: int) -> list[dict[str, str]]:
-        """Newest first."""
-        ids = self.r.zrevrange(TRAINING_JOBS_KEY, 0, limit - 1)
+    def list_jobs(self, limit: int, tenant: str | None = None) -> list[dict[str, str]]:
+        """Newest first: every tenant's, or one tenant's."""
+        index = TRAINING_JOBS_KEY if tenant is None else tenant_training_key(tenant)
+        ids = self.r.zrevrange(index, 0, limit - 1)
         with self.r.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(training_key(job_id.decode()))
             return [decode_hash(raw) for raw in pipe.execute() if raw]
+
+    def active_count(self, tenant: str, scan: int = 100) -> int:
+        """The tenant's training jobs queued or running, among its `scan` newest (a quota
+        check: jobs run one at a time, so the active ones are the newest)."""
+        return sum(job["status"] in ("queued", "running")
+                   for job in self.list_jobs(scan, tenant))
 
     def cancel(self, job_id: str) -> int:
         """-1 no such job, 0 already ended, 1 cancelled now, 2 the worker will stop."""

@@ -319,3 +319,28 @@ def test_compose_command_lines_are_argument_lists():
     for name, service in COMPOSE["services"].items():
         if "command" in service:
             assert isinstance(service["command"], list), name
+
+
+def test_the_images_run_in_production_mode_and_refuse_to_start_open():
+    """`docker run -p 8000:8000 fashion-tagger-api` binds 0.0.0.0: with TAGGER_ENV=production
+    baked into every image, it refuses to start without keys instead of serving an open
+    (operator) tenant to the network."""
+    stages = dockerfile_stages()
+    env = " ".join(args for step, args in stages["base"]["steps"] if step == "ENV")
+    assert "TAGGER_ENV=production" in env
+    for target in ("api", "flower", "worker-cpu", "worker-train"):
+        stage, seen = target, set()
+        while stage in stages and stage not in seen:  # every target descends from base
+            seen.add(stage)
+            stage = stages[stage]["from"]
+        assert "base" in seen, target
+    with pytest.raises(ValueError, match="TAGGER_API_KEYS"):
+        Settings(env="production", webhook_secret="s", api_keys="")
+
+
+def test_redis_has_a_memory_budget_and_never_evicts():
+    command = COMPOSE["services"]["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert command[command.index("--maxmemory") + 1] == "${TAGGER_REDIS_MAXMEMORY:-2147483648}"
+    assert int(command[command.index("--maxmemory") + 1].split("-")[1].rstrip("}")) == (
+        Settings().redis_maxmemory)  # the default budget is the settings' own

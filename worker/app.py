@@ -9,6 +9,7 @@ from kombu import Exchange, Queue
 
 from core.settings import Settings, available_cores, get_settings
 from store.connection import redis_url
+from store.keys import QUEUE_PRIORITY_SEP, QUEUE_PRIORITY_STEPS
 from worker import names
 
 
@@ -40,6 +41,10 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options={
             "visibility_timeout": settings.broker_visibility_timeout_s,
             "queue_order_strategy": "priority",  # interactive before bulk, always
+            # A list per priority step; a chunk's priority falls with its tenant's backlog
+            # (worker.names.chunk_priority): fair bulk scheduling across tenants.
+            "priority_steps": list(QUEUE_PRIORITY_STEPS),
+            "sep": QUEUE_PRIORITY_SEP,
         },
         worker_pool=settings.worker_pool,  # CLI flags (--pool, --concurrency) override these
         worker_concurrency=settings.worker_concurrency or available_cores(),

@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from api.deps import SECURITY_OPENAPI, Services, authenticate, services_of
 from api.jobviews import MAX_WAIT_S, is_active, result_item
 from api.schemas import ClassifyPublic, ErrorBody
-from api.submission import check_idempotency_key, single_image_spec, submit
+from api.submission import check_idempotency_key, fingerprint, single_image_spec, submit
 from api.uploads import read_image_part
 from store.events import read_single
 from store.results import job_summary
@@ -29,7 +29,7 @@ from store.results import job_summary
 router = APIRouter(prefix="/v1", tags=["classify"])
 M = TypeVar("M", bound=BaseModel)
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 415, 422)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 415, 422, 429, 503)}
 
 
 class ClassifyQuery(BaseModel):
@@ -95,12 +95,14 @@ async def classify(request: Request) -> Response:
             created = True
         else:  # repeatable: the Idempotency-Key is claimed before anything is written
             def create() -> tuple[dict[str, str], bool]:  # blocking: Redis, Celery
+                request = fingerprint(options.model_dump(), [(f"file:{file.filename}",
+                                                              file.file)])
                 data = read_image_part(file, services.settings)
                 meta = {"item_id": None, "filename": file.filename}
                 return submit(services, tenant, [(meta, data)], kind="classify",
                               source="file", top_k=options.top_k,
                               review_threshold=options.review_threshold,
-                              idempotency=idempotency_key)
+                              idempotency=idempotency_key, request_fingerprint=request)
 
             job, created = await run_in_threadpool(create)
     item = None

@@ -14,13 +14,14 @@ from api.deps import ServicesDep, StoreDep, TenantDep
 from api.errors import ApiError
 from api.jobviews import job_or_404, public
 from api.schemas import ErrorBody, JobCreate, JobPublic, JobsPage
-from api.submission import check_idempotency_key, submit
+from api.submission import check_idempotency_key, fingerprint, submit
 from api.uploads import items_from_archive, items_from_files, items_from_manifest
 from worker import names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 415, 422)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 415, 422, 429,
+                                                   503)}
 
 
 @router.post("", response_model=JobPublic, status_code=202, responses=ERRORS)
@@ -35,7 +36,8 @@ def create_job(
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JobPublic:
     """Queue a bulk job from exactly one of `files`, `archive` or `manifest`; answers 202 with
-    the job before any inference. A repeated `Idempotency-Key` returns the earlier job."""
+    the job before any inference. A repeated `Idempotency-Key` returns the earlier job (422
+    when the request differs). 429 past the tenant's quotas, 503 while at capacity."""
     check_idempotency_key(idempotency_key)
     given = {name: part for name, part in
              (("files", files), ("archive", archive), ("manifest", manifest)) if part}
@@ -44,6 +46,10 @@ def create_job(
                             f" (got {', '.join(given) or 'none'})")
     source, part = next(iter(given.items()))
     settings = services.settings
+    parts = part if source == "files" else [part]
+    request = (fingerprint(options.model_dump() | {"source": source},
+                           [(f"{source}:{p.filename}", p.file) for p in parts])
+               if idempotency_key else "")
     if source == "files":
         items = items_from_files(part, settings)
     elif source == "archive":
@@ -51,7 +57,8 @@ def create_job(
     else:
         items = items_from_manifest(part, settings)
     job, created = submit(services, tenant, items, kind="bulk", source=source,
-                          idempotency=idempotency_key, **options.model_dump())
+                          idempotency=idempotency_key, request_fingerprint=request,
+                          **options.model_dump())
     response.headers["Location"] = f"/v1/jobs/{job['id']}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

@@ -1,4 +1,4 @@
-"""The model registry: list versions, inspect one, activate one (admin), download one.
+"""The model registry: list versions, inspect one, activate one (operator), download one.
 
 Activation takes effect for the next job a worker starts (see worker.tasks): no restart.
 Rolling back is activating an older version; versions are immutable and never deleted.
@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import AdminDep, RegistryDep, TenantDep
+from api.deps import OperatorDep, RegistryDep, TenantDep
 from api.errors import ApiError
 from api.schemas import ErrorBody
 from api.schemas_training import ModelPublic, ModelsPage
@@ -35,10 +35,21 @@ def get_model(version: str, _: TenantDep, registry: RegistryDep) -> ModelPublic:
 
 
 @router.post("/{version}/activate", response_model=ModelPublic, responses=ERRORS)
-def activate_model(version: str, _: AdminDep, registry: RegistryDep) -> ModelPublic:
+def activate_model(version: str, _: OperatorDep, registry: RegistryDep,
+                   force: Annotated[bool, Query(description="activate even if its labels"
+                                                " differ from the active version's")] = False
+                   ) -> ModelPublic:
     """Serve this version for new jobs (jobs already started keep theirs). Roll back by
-    activating an older version."""
+    activating an older version. A version whose labels differ from the active one's (a model
+    of a tenant's own dataset) is refused (409) unless `force=true`: every tenant's jobs
+    would get those labels."""
     record = model_or_404(registry, version)
+    active_version = registry.active()
+    active = registry.get(active_version) if active_version else None
+    if active is not None and active.labels != record.labels and not force:
+        raise ApiError(409, f"{version} has labels {record.labels}, the active {active.version}"
+                            f" has {active.labels}; pass force=true to activate it anyway",
+                       "labels_differ")
     if not registry.activate(version):
         raise ApiError(404, "model version not found")
     return public_model(record, version)

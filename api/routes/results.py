@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import AsyncRedisDep, StoreDep, TenantDep
+from api.deps import ServicesDep, StoreDep, StreamRedisDep, TenantDep
 from api.jobviews import job_or_404, public, result_item, visible
 from api.schemas import ErrorBody, ResultsPage
 from api.sse import event_stream, progress_events
@@ -22,7 +22,9 @@ from store.results import RESULT_FIELDS
 
 router = APIRouter(prefix="/v1/jobs", tags=["results"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422)}
+ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422, 429, 503)}
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @router.get("/{job_id}/results", response_model=ResultsPage, responses=ERRORS)
@@ -70,12 +72,21 @@ def _jsonl(store: JobStore, job: dict[str, str]) -> Iterator[str]:
     yield "".join(lines)
 
 
+def neutralised(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula, made inert with a leading quote
+    (item ids, file names and errors come from clients)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv(store: JobStore, job: dict[str, str]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RESULT_FIELDS)
     writer.writeheader()
     for n, item in enumerate(_items(store, job), 1):
-        writer.writerow(item | {"top_k": json.dumps(item["top_k"])})  # top_k: a JSON cell
+        row = {k: neutralised(v) for k, v in item.items()}
+        writer.writerow(row | {"top_k": json.dumps(item["top_k"])})  # top_k: a JSON cell
         if n % STREAM_ROWS == 0:  # stream in pieces, not row by row
             yield buffer.getvalue()
             buffer.seek(0)
@@ -85,12 +96,15 @@ def _csv(store: JobStore, job: dict[str, str]) -> Iterator[str]:
 
 @router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}},
                                            **ERRORS})
-async def job_events(job_id: str, aredis: AsyncRedisDep, tenant: TenantDep
-                     ) -> StreamingResponse:
+async def job_events(job_id: str, aredis: StreamRedisDep, tenant: TenantDep,
+                     services: ServicesDep) -> StreamingResponse:
     """Server-Sent Events: `progress` (the job) whenever it changes, then one `end` event
-    with the final job, and the stream closes."""
+    with the final job, and the stream closes. 429 past the tenant's open streams, 503 past
+    this server's."""
     visible(await read_job(aredis, job_id), tenant)
-    return event_stream(_events(aredis, job_id))
+    quota = services.quota(tenant)
+    return event_stream(services.streams.guarded(tenant, quota and quota.streams,
+                                                 _events(aredis, job_id)))
 
 
 def _events(aredis: aioredis.Redis, job_id: str) -> AsyncIterator[str]:

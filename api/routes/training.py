@@ -1,4 +1,8 @@
-"""Queued (re)training: submit, inspect, stream progress, cancel, fetch artifacts (admin only).
+"""Queued (re)training: submit, inspect, stream progress, cancel, fetch artifacts.
+
+A training job belongs to the tenant that queued it: another tenant's answers 404 (an
+operator sees every tenant's). Activating the model it makes is an operator's call
+(api.trainingviews.check_request).
 
 `def` routes run in FastAPI's threadpool (synchronous Redis and Celery clients); the event
 stream is `async` on the async Redis client.
@@ -16,11 +20,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from api.deps import (
-    AdminDep,
-    AsyncRedisDep,
     DatasetStoreDep,
     RegistryDep,
     ServicesDep,
+    StreamRedisDep,
+    TenantDep,
     TrainingStoreDep,
 )
 from api.errors import ApiError, not_found
@@ -30,6 +34,7 @@ from api.sse import event_stream, progress_events
 from api.trainingviews import (
     ARTIFACT_MEDIA_TYPES,
     check_request,
+    owner_filter,
     public_training,
     reaped,
     training_or_404,
@@ -40,18 +45,27 @@ from worker import names
 
 router = APIRouter(prefix="/v1/training-jobs", tags=["training"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429,
+                                                   503)}
 
 
 @router.post("", response_model=TrainingJobPublic, status_code=202, responses=ERRORS)
-def create_training_job(body: TrainingJobCreate, admin: AdminDep, services: ServicesDep,
+def create_training_job(body: TrainingJobCreate, tenant: TenantDep, services: ServicesDep,
                         trainings: TrainingStoreDep, registry: RegistryDep,
                         datasets: DatasetStoreDep, response: Response) -> TrainingJobPublic:
     """Queue a training run on the `training` queue (one runs at a time). It trains with
-    `core.runs.run_training`, registers a new model version and activates it per `activate`."""
-    body = body.resolved()
-    check_request(body, registry, datasets)
-    job = trainings.create(admin.name, body.model_dump())
+    `core.runs.run_training`, registers a new model version and activates it per `activate`
+    (operators only). 429 while the tenant has its quota of training jobs queued or running."""
+    body = body.resolved(tenant.operator)
+    check_request(body, registry, datasets, tenant)
+    quota = services.quota(tenant)
+    if quota is not None and not tenant.operator:
+        active = trainings.active_count(tenant.name)
+        if active >= quota.training_jobs:
+            raise ApiError(429, f"this tenant has {active} training job(s) queued or running"
+                                f" (its quota is {quota.training_jobs})", "quota_exceeded",
+                           headers={"Retry-After": "60"})
+    job = trainings.create(tenant.name, body.model_dump())
     try:
         services.celery.send_task(names.TRAIN_MODEL, args=[job["id"]])
     except Exception:
@@ -62,31 +76,32 @@ def create_training_job(body: TrainingJobCreate, admin: AdminDep, services: Serv
 
 
 @router.get("", response_model=TrainingJobsPage, responses=ERRORS)
-def list_training_jobs(_: AdminDep, trainings: TrainingStoreDep,
+def list_training_jobs(tenant: TenantDep, trainings: TrainingStoreDep,
                        limit: Annotated[int, Query(ge=1, le=100)] = 20) -> TrainingJobsPage:
-    """Training jobs, newest first."""
-    return TrainingJobsPage(items=[public_training(reaped(trainings, job))
-                                   for job in trainings.list_jobs(limit)])
+    """The caller's training jobs (an operator: everyone's), newest first."""
+    return TrainingJobsPage(items=[public_training(reaped(trainings, job)) for job in
+                                   trainings.list_jobs(limit, owner_filter(tenant))])
 
 
 @router.get("/{job_id}", response_model=TrainingJobPublic, responses=ERRORS)
-def get_training_job(job_id: str, _: AdminDep, trainings: TrainingStoreDep
+def get_training_job(job_id: str, tenant: TenantDep, trainings: TrainingStoreDep
                      ) -> TrainingJobPublic:
     """Status, epoch/step progress, loss and validation accuracy per epoch, ETA, and the
     registered model version once it succeeded."""
-    return public_training(training_or_404(trainings, job_id))
+    return public_training(training_or_404(trainings, job_id, tenant))
 
 
 @router.delete("/{job_id}", response_model=TrainingJobPublic, responses=ERRORS | {
     202: {"model": TrainingJobPublic, "description": "running: stops at its next step"}})
-def cancel_training_job(job_id: str, _: AdminDep, trainings: TrainingStoreDep,
+def cancel_training_job(job_id: str, tenant: TenantDep, trainings: TrainingStoreDep,
                         response: Response) -> TrainingJobPublic:
     """Cancel. A queued job is cancelled at once (200); a running one stops between two
     training steps (202, `cancel_requested`) and registers no model. 409 once it ended."""
+    training_or_404(trainings, job_id, tenant)
     outcome = trainings.cancel(job_id)
     if outcome == -1:
         raise not_found("training job")
-    job = training_or_404(trainings, job_id)
+    job = training_or_404(trainings, job_id, tenant)
     if outcome == 0:
         raise ApiError(409, f"training job already {job['status']}; nothing to cancel",
                        "job_finished")
@@ -96,11 +111,11 @@ def cancel_training_job(job_id: str, _: AdminDep, trainings: TrainingStoreDep,
 
 @router.get("/{job_id}/artifacts/{name}", responses=ERRORS | {
     200: {"content": {"image/png": {}, "application/json": {}}}})
-def get_artifact(job_id: str, name: str, _: AdminDep, trainings: TrainingStoreDep
+def get_artifact(job_id: str, name: str, tenant: TenantDep, trainings: TrainingStoreDep
                  ) -> Response:
     """A file the run produced: `curves.png` (loss/accuracy per epoch), `confusion.png`
     (validation confusion matrix), `metrics.json`."""
-    job = training_or_404(trainings, job_id)
+    job = training_or_404(trainings, job_id, tenant)
     available = public_training(job).artifacts
     data = trainings.artifact(job_id, name) if name in available else None
     if data is None:
@@ -112,13 +127,17 @@ def get_artifact(job_id: str, name: str, _: AdminDep, trainings: TrainingStoreDe
 
 @router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}},
                                            **ERRORS})
-async def training_events(job_id: str, _: AdminDep, aredis: AsyncRedisDep,
-                          trainings: TrainingStoreDep) -> StreamingResponse:
+async def training_events(job_id: str, tenant: TenantDep, aredis: StreamRedisDep,
+                          trainings: TrainingStoreDep, services: ServicesDep
+                          ) -> StreamingResponse:
     """Server-Sent Events: `progress` (the training job) whenever it changes (at most every
     0.5 s), then one `end` event with the final job, and the stream closes."""
-    if await read_training(aredis, job_id) is None:
+    job = await read_training(aredis, job_id)
+    if job is None or (not tenant.operator and job.get("tenant") != tenant.name):
         raise not_found("training job")
-    return event_stream(_events(aredis, trainings, job_id))
+    quota = services.quota(tenant)
+    return event_stream(services.streams.guarded(tenant, quota and quota.streams,
+                                                 _events(aredis, trainings, job_id)))
 
 
 def _events(aredis: aioredis.Redis, trainings: TrainingStore, job_id: str

@@ -19,7 +19,7 @@ def settings(redis_url: str) -> Settings:
     return Settings(redis_url=redis_url, api_keys="alice-key:alice,bob-key:bob,ops-key:ops:admin",
                     max_upload_bytes=300_000, max_image_bytes=100_000, max_items_per_job=20,
                     max_image_pixels=1_000_000, max_archive_uncompressed_bytes=400_000,
-                    max_archive_ratio=50, chunk_size=4)
+                    chunk_size=4)
 
 
 @pytest.fixture

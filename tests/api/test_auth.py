@@ -10,16 +10,19 @@ from api.main import create_app
 from core.settings import Settings
 from tests.api.conftest import ALICE, BOB
 from tests.conftest import png_bytes
+from worker.names import tenant_webhook_secret
 
 
-def test_keys_parse_with_tenants_and_admin_flag():
-    ring = KeyRing("k1:alice, k2:ops:admin")
-    assert ring.tenant_for("k1").name == "alice" and not ring.tenant_for("k1").admin
-    assert ring.tenant_for("k2").admin
+def test_keys_parse_with_tenants_and_the_operator_role():
+    ring = KeyRing("k1:alice, k2:ops:operator, k3:old:admin")
+    assert ring.tenant_for("k1").name == "alice" and not ring.tenant_for("k1").operator
+    assert ring.tenant_for("k2").operator
+    assert ring.tenant_for("k3").operator  # `admin`: the deprecated name, still accepted
     assert ring.tenant_for("nope") is None and ring.tenant_for(None) is None
 
 
-@pytest.mark.parametrize("raw", ["justakey", "k:", ":tenant", "k:t:root", "k:t:admin:x"])
+@pytest.mark.parametrize("raw", ["justakey", "k:", ":tenant", "k:t:root", "k:t:admin:x",
+                                 "k:t:operator:x"])
 def test_malformed_keys_fail_loudly(raw):
     with pytest.raises(ValueError, match="key:tenant"):
         parse_api_keys(raw)
@@ -52,9 +55,34 @@ def test_another_tenants_job_is_not_found(client):
 
 
 def test_no_keys_means_one_open_local_tenant(redis_url, caplog):
-    with TestClient(create_app(Settings(redis_url=redis_url))) as client:
+    app = create_app(Settings(redis_url=redis_url))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         files = [("files", ("a.png", png_bytes(1), "image/png"))]
         assert client.post("/v1/jobs", files=files).status_code == 202
         assert len(client.get("/v1/jobs").json()["items"]) == 1
     assert "open local tenant" in caplog.text
 
+
+@pytest.mark.parametrize("host,status", [("localhost:8000", 200), ("127.0.0.1", 200),
+                                         ("[::1]:8000", 200), ("evil.example", 400),
+                                         ("evil.example:8000", 400)])
+def test_an_open_server_answers_only_loopback_host_names(redis_url, host, status):
+    """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 sends
+    `Host: evil.example`; an open server must not answer it."""
+    with TestClient(create_app(Settings(redis_url=redis_url)),
+                    base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/v1/jobs", headers={"Host": host}).status_code == status
+
+
+def test_a_server_with_keys_answers_any_host_name(client):
+    assert client.get("/v1/jobs", headers=ALICE | {"Host": "tagger.example"}).status_code == 200
+
+
+
+def test_each_tenant_reads_its_own_webhook_secret(client, settings):
+    alice = client.get("/v1/webhook-secret", headers=ALICE).json()
+    bob = client.get("/v1/webhook-secret", headers=BOB).json()
+    assert alice["secret"] == tenant_webhook_secret(settings.webhook_secret, "alice")
+    assert alice["secret"].startswith("whsec_") and alice["secret"] != bob["secret"]
+    assert alice["headers"] == ["webhook-id", "webhook-timestamp", "webhook-signature"]
+    assert client.get("/v1/webhook-secret").status_code == 401

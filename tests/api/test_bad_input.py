@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -9,7 +10,10 @@ import zipfile
 
 import pytest
 import redis
+from fastapi.testclient import TestClient
 
+from api.main import create_app
+from core.settings import Settings
 from store import keys
 from tests.api.conftest import ALICE
 from tests.conftest import png_bytes
@@ -78,19 +82,97 @@ def test_not_an_archive_is_415_or_422(client, data):
 
 
 def test_archive_members_become_items_with_per_item_errors(client, settings):
-    bomb = b"\0" * 90_000  # compresses ~1000x: over the ratio cap of 50
+    flat = b"\0" * 90_000  # compresses ~1000x, yet no bigger than one image: read
+    bomb = b"\0" * 150_000  # past the 100 kB image cap: an error, read no further
     inner = zip_of({"x.png": png_bytes(1)})
     data = zip_of({"dir/": b"", "../../etc/evil.png": png_bytes(2), "/abs.png": png_bytes(3),
-                   "ok.png": png_bytes(4), "bomb.bmp": bomb, "nested.zip": inner,
-                   "notes.txt": b"hello", "__MACOSX/._ok.png": b"junk"})
+                   "ok.png": png_bytes(4), "flat.bmp": flat, "bomb.bmp": bomb,
+                   "nested.zip": inner, "notes.txt": b"hello", "__MACOSX/._ok.png": b"junk"})
     job = post_archive(client, data).json()
     metas = item_metas(settings, job["id"])
     by_name = {m["filename"]: m for m in metas}
-    assert list(by_name) == ["../../etc/evil.png", "/abs.png", "ok.png", "bomb.bmp",
-                             "nested.zip", "notes.txt"]  # names are labels, nothing extracted
-    assert "ratio" in by_name["bomb.bmp"]["error"]
+    assert list(by_name) == ["../../etc/evil.png", "/abs.png", "ok.png", "flat.bmp",
+                             "bomb.bmp", "nested.zip", "notes.txt"]  # labels, not paths
+    assert "error" not in by_name["flat.bmp"]
+    assert by_name["bomb.bmp"]["error"] == "file larger than 100000 bytes"
     assert by_name["nested.zip"]["error"] == "nested archives are not supported"
     assert "error" not in by_name["notes.txt"]  # decoded (and refused) by the worker, per item
+
+
+def flat_background_tiff(size: tuple[int, int] = (600, 800)) -> bytes:
+    """A product shot as a scanner or a studio pipeline writes it: uncompressed TIFF, white
+    background, one dark garment; zipped it compresses about 500:1."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", size, "white")
+    ImageDraw.Draw(img).rectangle((180, 200, 420, 640), fill=(40, 40, 60))
+    buffer = io.BytesIO()
+    img.save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
+def test_a_zipped_flat_background_tiff_is_an_item_not_a_bomb(redis_url):
+    tiff = flat_background_tiff()
+    data = zip_of({"shot.tif": tiff})
+    assert len(tiff) / len(data) > 200  # what the old ratio guard refused
+    settings = Settings(redis_url=redis_url, api_keys="alice-key:alice")
+    with TestClient(create_app(settings)) as client:
+        job = post_archive(client, data).json()
+        (meta,) = item_metas(settings, job["id"])
+        assert "error" not in meta
+        stored = redis.Redis.from_url(redis_url).hget(keys.input_key(job["id"], 0), 0)
+        assert stored == tiff  # read whole, byte for byte
+
+
+@pytest.fixture
+def roomy(settings):
+    """The API with room for archives of many headers (512 bytes each count as read)."""
+    roomy = settings.model_copy(update={"max_archive_uncompressed_bytes": 10**9,
+                                        "max_upload_bytes": 2_000_000})
+    with TestClient(create_app(roomy)) as client:
+        yield client
+
+
+def test_every_archive_entry_counts_not_only_files(roomy):
+    client = roomy
+    # 20 files are allowed; 1,000 entries that are not files (folders, links) besides them
+    folders = zip_of({f"d{i}/": b"" for i in range(1_001)} | {"a.png": png_bytes(1)})
+    assert "not files" in assert_error(post_archive(client, folders), 413, "too_many_items")
+    # More entries than files and folders together may have: refused from the zip's end
+    # record, before its directory is parsed.
+    crowded = zip_of({f"d{i}/": b"" for i in range(1_100)})
+    assert "holds 1100 entries" in assert_error(post_archive(client, crowded), 413,
+                                                "too_many_items")
+    tar = tar_of([_entry(f"d{i}", tarfile.DIRTYPE) for i in range(1_001)], {}, "w:gz")
+    message = assert_error(post_archive(client, tar, "a.tar.gz"), 413, "too_many_items")
+    assert "not files" in message
+
+
+def test_a_tar_of_millions_of_headers_stops_at_the_entry_limit(roomy):
+    client = roomy
+    """Streamed one header at a time (nothing kept): refused after ~1,000 of its 300,000."""
+    entry = _entry("d", tarfile.DIRTYPE).tobuf(format=tarfile.USTAR_FORMAT)
+    data = gzip.compress(entry * 300_000 + b"\0" * 1024, 9)  # 150 MB in 670 kB
+    assert_error(post_archive(client, data, "dirs.tar.gz"), 413, "too_many_items")
+
+
+def test_tar_bytes_are_counted_as_read(client, settings):
+    big = b"\0" * 150_000  # one member past the image cap: a per-item error
+    members = [_entry("big.bmp", size=len(big)), _entry("a.png", size=len(png_bytes(1)))]
+    job = post_archive(client, tar_of(members, {"big.bmp": big, "a.png": png_bytes(1)},
+                                      "w:gz"), "a.tar.gz").json()
+    by_name = {m["filename"]: m for m in item_metas(settings, job["id"])}
+    assert by_name["big.bmp"]["error"] == "file larger than 100000 bytes"
+    assert "error" not in by_name["a.png"]
+    many = [_entry(f"{i}.bmp", size=90_000) for i in range(5)]  # 450 kB > the 400 kB cap
+    data = tar_of(many, {f"{i}.bmp": b"\0" * 90_000 for i in range(5)}, "w:gz")
+    assert "expands past" in assert_error(post_archive(client, data, "a.tar.gz"), 413)
+
+
+def _entry(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0) -> tarfile.TarInfo:
+    entry = tarfile.TarInfo(name)
+    entry.type, entry.size = kind, size
+    return entry
 
 
 def test_archive_over_the_uncompressed_cap_is_413(client):

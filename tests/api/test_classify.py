@@ -21,7 +21,7 @@ def test_the_api_process_never_imports_torch(redis_url):
     code = ("import sys; from fastapi.testclient import TestClient; import api.main;"
             "from core.settings import Settings; from tests.conftest import png_bytes;"
             f"app = api.main.create_app(Settings(redis_url='{redis_url}'));"
-            "client = TestClient(app).__enter__();"
+            "client = TestClient(app, base_url='http://127.0.0.1').__enter__();"
             "r = client.post('/v1/classify', files={'file': ('a.png', png_bytes(1))});"
             "assert r.status_code == 202, r.text;"
             "sys.exit(1 if 'torch' in sys.modules else 0)")

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from store.datasets import DatasetStore
-from tests.api.conftest import ALICE
+from tests.api.conftest import ALICE, BOB
 from tests.shapes import shapes_members, zip_bytes
 
 OPS = {"Authorization": "Bearer ops-key"}
@@ -67,15 +67,25 @@ def test_not_a_zip_and_zip_bombs(client, tmp_path):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for kind in ("a", "b"):
             for i in range(5):
-                archive.writestr(f"{kind}/{i}.png", b"\0" * 90_000)  # ratio ~ 1000
+                archive.writestr(f"{kind}/{i}.png", b"\0" * 150_000)  # past the image cap
     response = post(client, path.read_bytes())
-    assert response.status_code == 422 and "zip bomb" in response.json()["error"]["message"]
+    assert response.status_code == 422
+    assert "a/0.png: file larger than 100000 bytes" in response.json()["error"]["message"]
 
 
-def test_datasets_are_for_admins_only(client):
+def test_datasets_belong_to_their_tenant(client):
     response = post(client, zip_bytes(shapes_members(6)), headers=ALICE)
-    assert response.status_code == 403
-    assert response.json()["error"]["code"] == "forbidden"
-    assert client.get("/v1/datasets/ds-000000000000", headers=ALICE).status_code == 403
+    assert response.status_code == 201, response.text
+    dataset_id = response.json()["id"]
+    assert client.get(f"/v1/datasets/{dataset_id}", headers=ALICE).status_code == 200
+    assert client.get(f"/v1/datasets/{dataset_id}", headers=BOB).status_code == 404
+    assert client.get("/v1/datasets", headers=BOB).json()["items"] == []
+    # An operator runs the service: it sees every tenant's.
+    assert client.get(f"/v1/datasets/{dataset_id}", headers=OPS).status_code == 200
+    assert [d["id"] for d in client.get("/v1/datasets", headers=OPS).json()["items"]] == [
+        dataset_id]
+    # ...and another tenant cannot train on it.
+    training = client.post("/v1/training-jobs", json={"dataset": dataset_id}, headers=BOB)
+    assert training.status_code == 422 and "unknown dataset" in training.text
     assert client.get("/v1/datasets/ds-000000000000", headers=OPS).status_code == 404
     assert client.get("/v1/datasets/../../x", headers=OPS).status_code == 404

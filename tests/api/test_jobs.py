@@ -65,13 +65,44 @@ def test_exactly_one_source_is_required(client):
 
 def test_idempotency_key_returns_the_same_job(client):
     first = post_files(client, 2, headers=ALICE | {"Idempotency-Key": "batch-7"})
-    again = post_files(client, 3, headers=ALICE | {"Idempotency-Key": "batch-7"})
+    again = post_files(client, 2, headers=ALICE | {"Idempotency-Key": "batch-7"})
     assert first.status_code == again.status_code == 202
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["progress"]["total"] == 2
     assert again.headers["Idempotent-Replayed"] == "true"
     other = post_files(client, 1, headers={"X-API-Key": "bob-key", "Idempotency-Key": "batch-7"})
     assert other.json()["id"] != first.json()["id"]  # keys are per tenant
+
+
+@pytest.mark.parametrize("change", [{"n": 3}, {"top_k": "5"}, {"swap": True}])
+def test_a_reused_idempotency_key_with_another_request_is_422(client, change):
+    """IETF Idempotency-Key draft, Stripe: the key names one request (its options and the
+    bytes it uploaded); the same key with another body is a client error, not a replay."""
+    headers = ALICE | {"Idempotency-Key": "batch-8"}
+    first = post_files(client, 2, headers=headers)
+    assert first.status_code == 202
+    if "swap" in change:  # same names and options, other bytes
+        files = [("files", (f"img{i}.png", png_bytes(i + 10), "image/png")) for i in range(2)]
+        again = client.post("/v1/jobs", files=files, headers=headers)
+    else:
+        again = post_files(client, change.get("n", 2), headers=headers,
+                           **{k: v for k, v in change.items() if k != "n"})
+    assert again.status_code == 422
+    assert again.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_a_reused_idempotency_key_on_classify_with_another_image_is_422(client):
+    headers = ALICE | {"Idempotency-Key": "one-photo"}
+    first = client.post("/v1/classify", files={"file": ("a.png", png_bytes(1))},
+                        headers=headers)
+    same = client.post("/v1/classify", files={"file": ("a.png", png_bytes(1))},
+                       headers=headers)
+    assert first.status_code == same.status_code == 202
+    assert same.json()["id"] == first.json()["id"]
+    other = client.post("/v1/classify", files={"file": ("a.png", png_bytes(2))},
+                        headers=headers)
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
 
 
 def test_a_failed_submission_releases_its_idempotency_key(client):
@@ -121,6 +152,34 @@ def test_results_page_by_index_and_export(client, settings):
     assert rows[3]["status"] == "error" and json.loads(rows[3]["top_k"]) == []
     lines = client.get(f"/v1/jobs/{job_id}/results?format=jsonl", headers=ALICE).text.splitlines()
     assert len(lines) == 10 and json.loads(lines[9])["index"] == 9
+
+
+@pytest.mark.parametrize("cell", ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3",
+                                  "@SUM(A1)", "\tcmd", "\r=1"])
+def test_csv_export_neutralises_formula_cells(client, settings, cell):
+    """OWASP CSV injection: item ids, file names and errors come from clients; a spreadsheet
+    runs a cell that starts with = + - @ (or tab/CR) as a formula."""
+    manifest = b"item_id,url\nA,http://x/a.png\n"  # the result below carries the cells
+    response = client.post("/v1/jobs", files={"manifest": ("m.csv", manifest)}, headers=ALICE)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    store = JobStore(redis.Redis.from_url(settings.redis_url), 60)
+    store.record_results(job_id, 0, [error_result(0, {"item_id": cell, "filename": cell},
+                                                  cell, "v")])
+    exported = client.get(f"/v1/jobs/{job_id}/results?format=csv", headers=ALICE).text
+    (row,) = csv.DictReader(io.StringIO(exported))
+    for field in ("item_id", "filename", "error"):
+        assert row[field].startswith("'") and row[field][1:] == cell, field
+    jsonl = client.get(f"/v1/jobs/{job_id}/results?format=jsonl", headers=ALICE).text
+    assert json.loads(jsonl)["item_id"] == cell  # data formats keep the value as it is
+
+
+@pytest.mark.parametrize("url", ["http://x/hook\r\nX-Injected: 1", "http://x/a\nb",
+                                 "http://x/\tb", "http://x/\x00", "http://x/\x7f"])
+def test_a_callback_url_with_control_characters_is_422(client, url):
+    response = post_files(client, 1, callback_url=url)
+    assert response.status_code == 422, response.text
+    assert "control characters" in response.json()["error"]["message"]
 
 
 def test_cancel_skips_unprocessed_items(client, settings):

@@ -4,6 +4,7 @@ artifacts; and pinning a model version on POST /v1/jobs."""
 from __future__ import annotations
 
 import json
+import struct
 import time
 
 import pytest
@@ -11,9 +12,9 @@ import redis
 
 from core.models import SHIPPED_MODEL_PATH
 from store.datasets import DatasetStore
-from store.registry import ModelRegistry
+from store.registry import METADATA_KEY, ModelRegistry
 from store.training import DEFAULT_LEASE_S, REDELIVERY_S, TrainingStore
-from tests.api.conftest import ALICE
+from tests.api.conftest import ALICE, BOB
 from tests.conftest import png_bytes
 
 OPS = {"Authorization": "Bearer ops-key"}
@@ -64,16 +65,52 @@ def test_a_recipe_fills_the_fields_a_request_leaves_out(client):
     assert unknown.status_code == 422 and "recipe" in unknown.json()["error"]["message"]
 
 
-def test_non_admins_get_403_in_the_error_shape(client):
-    for method, path in [("post", "/v1/training-jobs"), ("get", "/v1/training-jobs/x"),
-                         ("delete", "/v1/training-jobs/x"), ("get", "/v1/training-jobs"),
-                         ("get", "/v1/training-jobs/x/events"),
-                         ("post", "/v1/models/v1/activate")]:
-        response = client.request(method, path, json=QUICK, headers=ALICE)
-        assert response.status_code == 403, (method, path)
-        assert response.json() == {"error": {"code": "forbidden", "message":
-                                   "this operation needs an admin API key (key:tenant:admin)"}}
+def test_only_operators_activate_models(client, v1):
+    response = client.post(f"/v1/models/{v1}/activate", headers=ALICE)
+    assert response.status_code == 403
+    assert response.json() == {"error": {"code": "forbidden", "message": "this operation"
+                               " needs an operator API key (key:tenant:operator)"}}
+    for activate in ("always", "if_better"):  # a tenant's run may not activate its model
+        response = client.post("/v1/training-jobs", json=QUICK | {"activate": activate},
+                               headers=ALICE)
+        assert response.status_code == 403 and "operator" in response.json()["error"]["message"]
     assert client.post("/v1/training-jobs", json=QUICK).status_code == 401
+
+
+def test_training_jobs_belong_to_their_tenant(client):
+    job = client.post("/v1/training-jobs", json=QUICK, headers=ALICE)
+    assert job.status_code == 202, job.text
+    job_id = job.json()["id"]
+    assert job.json()["request"]["activate"] == "never"  # a tenant's default
+    for method, path in [("get", ""), ("delete", ""), ("get", "/events"),
+                         ("get", "/artifacts/curves.png")]:
+        response = client.request(method, f"/v1/training-jobs/{job_id}{path}", headers=BOB)
+        assert response.status_code == 404, (method, path)
+    assert client.get("/v1/training-jobs", headers=BOB).json()["items"] == []
+    assert [j["id"] for j in client.get("/v1/training-jobs", headers=ALICE).json()["items"]] \
+        == [job_id]
+    assert client.get(f"/v1/training-jobs/{job_id}", headers=OPS).status_code == 200
+
+
+def test_a_tenant_has_a_quota_of_training_jobs(client):
+    assert client.post("/v1/training-jobs", json=QUICK, headers=ALICE).status_code == 202
+    again = client.post("/v1/training-jobs", json=QUICK, headers=ALICE)
+    assert again.status_code == 429 and again.headers["Retry-After"]
+    assert again.json()["error"]["code"] == "quota_exceeded"
+    assert client.post("/v1/training-jobs", json=QUICK, headers=BOB).status_code == 202
+
+
+def test_activating_a_version_with_other_labels_needs_force(client, r, v1):
+    other = ModelRegistry(r).register(_relabelled(SHIPPED_MODEL_PATH.read_bytes()), "other")
+    response = client.post(f"/v1/models/{other}/activate", headers=OPS)
+    assert response.status_code == 409 and response.json()["error"]["code"] == "labels_differ"
+    assert ModelRegistry(r).active() == v1
+    forced = client.post(f"/v1/models/{other}/activate?force=true", headers=OPS)
+    assert forced.status_code == 200 and ModelRegistry(r).active() == other
+    # Going back to v1 changes the labels again: forced too; then v1 again is no change.
+    assert client.post(f"/v1/models/{v1}/activate", headers=OPS).status_code == 409
+    assert client.post(f"/v1/models/{v1}/activate?force=true", headers=OPS).status_code == 200
+    assert client.post(f"/v1/models/{v1}/activate", headers=OPS).status_code == 200
 
 
 @pytest.mark.parametrize("body,fragment", [
@@ -155,3 +192,15 @@ def test_a_job_may_pin_an_existing_model_version(client, v1):
     assert "model: unknown model version 'v7'" in response.json()["error"]["message"]
     response = client.post("/v1/jobs", files=files, data={"model": v1}, headers=ALICE)
     assert response.status_code == 202 and response.json()["model"] == "v1"
+
+
+def _relabelled(checkpoint: bytes) -> bytes:
+    """The same checkpoint with other labels (a model of a tenant's own dataset)."""
+    (length,) = struct.unpack("<Q", checkpoint[:8])
+    header = json.loads(checkpoint[8:8 + length])
+    meta = json.loads(header["__metadata__"][METADATA_KEY])
+    meta["labels"] = [f"class-{i}" for i in range(len(meta["labels"]))]
+    header["__metadata__"][METADATA_KEY] = json.dumps(meta)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + checkpoint[8 + length:]

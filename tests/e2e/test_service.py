@@ -8,9 +8,11 @@ import json
 import time
 import zipfile
 
+from standardwebhooks import Webhook
+
 from tests.conftest import png_bytes
 from tests.e2e.conftest import ALICE, BOB, SECRET, all_results, wait_done
-from worker.webhooks import verify
+from worker.names import tenant_webhook_secret
 
 
 def zip_of(members: dict[str, bytes]) -> bytes:
@@ -138,8 +140,12 @@ def test_webhook_is_retried_and_signed(api, local_server):
         time.sleep(0.1)
     assert len(local_server.received) == 2
     path, headers, body = local_server.received[-1]
-    assert path == "/hook" and verify(body, headers["X-Signature"], SECRET)
-    summary = json.loads(body)
+    assert path == "/hook"
+    # Signed for alice (Standard Webhooks): what GET /v1/webhook-secret gives her.
+    secret = api.get("/v1/webhook-secret", headers=ALICE).json()["secret"]
+    assert secret == tenant_webhook_secret(SECRET, "alice")
+    summary = Webhook(secret).verify(body, headers)
+    assert summary == json.loads(body)
     assert (summary["id"], summary["status"]) == (job["id"], "succeeded")
     assert summary["progress"] == job["progress"]
 

@@ -42,7 +42,7 @@ def results(indices, status: str = "error") -> list[dict]:
 
 
 SERVICE_WIDE = (keys.METRICS_PREFIX, keys.ACTIVE_JOBS_KEY, keys.UPLOADING_KEY,
-                keys.DEADLINES_KEY, keys.LEASES_KEY, keys.WEBHOOK_OUTBOX_KEY)
+                keys.DEADLINES_KEY, keys.LEASES_KEY, keys.WEBHOOK_OUTBOX_KEY, keys.USAGE_KEY)
 
 
 def test_every_key_gets_the_job_ttl(store: JobStore):
@@ -62,7 +62,7 @@ def test_an_ended_job_leaves_the_reapers_indexes(store: JobStore):
     store.start_chunks([(job_id, 0)], lease_s=60)
     assert store.r.zscore(keys.LEASES_KEY, keys.lease_member(job_id, 0)) is not None
     assert store.record_results(job_id, 0, results([0, 1])) == 1
-    for index in SERVICE_WIDE[1:]:
+    for index in SERVICE_WIDE[1:-1]:  # the zsets (USAGE_KEY, last, is a hash)
         assert store.r.zrange(index, 0, -1) == [], index
     assert not store.r.exists(keys.pending_key(job_id))
 

@@ -49,7 +49,8 @@ def test_a_chunk_whose_lease_lapsed_is_queued_again_and_counted(store):
     store.start_chunks([(job_id, 0), (job_id, 1)], lease_s=60)
     store.renew_leases([(job_id, 1)], lease_s=-1)  # chunk 1's worker stopped renewing
     sweep = reaper(store).sweep()
-    assert sweep.chunks == [Resend(job_id, 1, "bulk")]
+    # Its tenant has 4 items queued, 2 of them ahead of it: its priority, as when first sent.
+    assert sweep.chunks == [Resend(job_id, 1, "bulk", backlog=2)]
     assert store.get_job(job_id)["attempts:1"] == "1"
     assert reaper(store).sweep().chunks == []  # its lease is gone: the new delivery takes one
     store.record_results(job_id, 0, [error_result(i, {}, "x", "v1") for i in (0, 1)])
@@ -117,7 +118,8 @@ def test_after_a_redis_restart_pending_chunks_without_a_live_lease_are_queued_ag
     store.r.set(keys.REDIS_RUN_ID_KEY, "a-run-before-the-crash")
     sweep = reaper(store, restarted=True).sweep()
     assert sweep.restarted
-    assert sweep.chunks == [Resend(job_id, 1, "bulk"), Resend(job_id, 2, "bulk")]
+    assert sweep.chunks == [Resend(job_id, 1, "bulk", backlog=4),
+                            Resend(job_id, 2, "bulk", backlog=4)]
     assert "attempts:1" not in store.get_job(job_id)  # not an interruption: not counted
 
 

@@ -51,3 +51,31 @@ def test_each_queue_has_its_own_exchange_and_key():
     assert list(queues) == list(names.ALL_QUEUES)  # also the polling order: interactive first
     for name, queue in queues.items():
         assert queue.exchange.name == queue.routing_key == name
+
+
+def test_a_chunk_lands_in_the_list_of_its_priority_and_workers_poll_by_priority(redis_url):
+    """kombu's Redis transport: one list per priority step (store.keys.queue_key); a worker's
+    BRPOP names every queue's priority-0 list first, so a lower step waits behind every
+    queue's higher one: interactive (always 0) before any bulk chunk of a big backlog."""
+    import redis
+
+    from store.keys import queue_key
+
+    celery = create_celery(Settings(redis_url=redis_url))
+    conf = celery.conf.broker_transport_options
+    assert conf["priority_steps"] == list(range(10))
+    r = redis.Redis.from_url(redis_url)
+    names.send_chunk(celery, "job-a", 9, names.BULK_QUEUE, backlog_items=100_000)
+    names.send_chunk(celery, "job-b", 0, names.BULK_QUEUE, backlog_items=0)
+    names.send_chunk(celery, "job-c", 0, names.INTERACTIVE_QUEUE, backlog_items=100_000)
+    assert r.llen(queue_key(names.BULK_QUEUE, 9)) == 1  # 100,000 items ahead: the last step
+    assert r.llen(queue_key(names.BULK_QUEUE, 0)) == 1  # nothing ahead: the first
+    assert r.llen(queue_key(names.INTERACTIVE_QUEUE, 0)) == 1  # single images: always 0
+    with celery.connection_for_read() as connection:
+        channel = connection.default_channel
+        order = [channel._q_for_pri(q, p) for p in channel.priority_steps
+                 for q in names.INFERENCE_QUEUES]
+    assert order.index(queue_key(names.BULK_QUEUE, 0)) < order.index(
+        queue_key(names.BULK_QUEUE, 9))
+    assert [names.chunk_priority(n) for n in (0, 255, 256, 512, 1024, 10**6)] == [
+        0, 0, 1, 2, 3, 9]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from benchmarks.hostile import HostileServer, hostile_urls
 from tests.conftest import png_bytes
@@ -18,6 +21,7 @@ from worker.fetch import (
     is_public,
     pinned_request,
 )
+from worker.names import tenant_webhook_secret
 
 PNG = {"Content-Type": "image/png"}
 
@@ -73,15 +77,27 @@ def test_content_type_status_and_size_are_checked(local_server):
         fetch(local_server.url + "/big")
 
 
-def test_webhook_is_signed_over_the_raw_body(local_server):
-    job = {"id": "j1", "kind": "bulk", "source": "files", "status": "succeeded", "total": "2",
-           "done": "2", "failed": "0", "skipped": "0", "created_at": "t0", "started_at": "t1",
-           "finished_at": "t2", "model_version": "v", "model": "", "top_k": "3",
-           "review_threshold": ""}
+def test_webhook_is_signed_for_its_tenant_with_standard_webhooks(local_server):
+    job = {"id": "j1", "tenant": "alice", "kind": "bulk", "source": "files",
+           "status": "succeeded", "total": "2", "done": "2", "failed": "0", "skipped": "0",
+           "created_at": "t0", "started_at": "t1", "finished_at": "t2", "model_version": "v",
+           "model": "", "top_k": "3", "review_threshold": ""}
     webhooks.deliver(local_server.url + "/hook", job, "s3cret", 5, 10, allow_private=True)
     _, headers, body = local_server.received[0]
-    assert webhooks.verify(body, headers["X-Signature"], "s3cret")
-    assert not webhooks.verify(body, headers["X-Signature"], "other")
+    headers = {k.lower(): v for k, v in headers.items()}
+    assert headers["webhook-id"] == "j1"
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 5
+    summary = Webhook(tenant_webhook_secret("s3cret", "alice")).verify(body, headers)
+    assert summary["id"] == "j1"
+    for secret in (tenant_webhook_secret("s3cret", "bob"),  # another tenant's: no forgery
+                   tenant_webhook_secret("other", "alice")):
+        with pytest.raises(WebhookVerificationError):
+            Webhook(secret).verify(body, headers)
+    stale = headers | webhooks.signed_headers(  # a replay of an old, validly signed message
+        body, "j1", tenant_webhook_secret("s3cret", "alice"),
+        datetime.now(UTC) - timedelta(minutes=10))
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook(tenant_webhook_secret("s3cret", "alice")).verify(body, stale)
     local_server.post_status.append(500)
     with pytest.raises(FetchError, match="HTTP 500"):
         webhooks.deliver(local_server.url + "/hook", job, "s3cret", 5, 10, allow_private=True)
