@@ -262,12 +262,19 @@ def photos_section() -> list[str]:
                   f"| all train photos (not shipped) | {pct(c['accuracy'])} |"
                   f" {pct(c['min_class'])} | "
                   + " | ".join(pct(x) for x in c["per_source"].values()) + " |"]
+        rc = c.get("review")
+        if rc and rc.get("unflagged_accuracy") is not None:
+            lines += ["", f"At its own review threshold ({rc['review_below']}, fitted on val the"
+                      f" same way) it leaves {pct(rc['unflagged_share'])} of val unflagged,"
+                      f" {pct(rc['unflagged_accuracy'])} of them correct."]
     return lines + [""]
 
 
 def write_report(path: Path = REPO / "BENCHMARKS.md") -> Path:
     results = [load(p.stem) for p in sorted(RESULTS_DIR.glob("*.json"))]
-    machines = {json.dumps(r["machine"], sort_keys=True) for r in results if r}
+    # install-size.json records its machine as a string (the platform): not a CPU to list
+    machines = {json.dumps(r["machine"], sort_keys=True) for r in results
+                if r and isinstance(r.get("machine"), dict)}
     machine = "; ".join(
         f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}"
         for m in map(json.loads, sorted(machines))

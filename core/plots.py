@@ -69,7 +69,7 @@ def plot_reliability(bins: Sequence[dict], path: Path, title: str = "") -> Path:
            alpha=0.8, label="accuracy")
     ax.plot([b["confidence"] for b in bins if b["count"]],
             [b["accuracy"] for b in bins if b["count"]], "o", color="tab:orange",
-            label="mean confidence in bin")
+            label="(mean confidence, accuracy) of the bin")
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=title or "Reliability")
     ax.legend(loc="upper left", fontsize=8)

@@ -122,3 +122,19 @@ def test_serving_predictor_pairs_a_photo_model_only_with_the_shipped_model(photo
     alone = serving_predictor(photo_model_path, backend="torch", threads=1)
     assert isinstance(alone, Predictor) and alone.preprocessing == "photo-seg-v1"
     assert isinstance(serving_predictor(tiny_model_path, backend="torch"), Predictor)
+
+
+def test_shipped_photo_model_is_licensed_and_pairs_with_the_shipped_model():
+    from core.checkpoint import load_checkpoint
+    from core.models import PHOTO_MODEL_PATH, SHIPPED_MODEL_PATH
+
+    if not PHOTO_MODEL_PATH.exists():
+        pytest.skip("no shipped photo model")
+    _, meta = load_checkpoint(PHOTO_MODEL_PATH)
+    _, fmnist = load_checkpoint(SHIPPED_MODEL_PATH)
+    assert meta.train_config["photos_sources"] == ["clothingds"]
+    assert meta.dataset["photos"]["sources"] == ["clothingds"] and meta.dataset["licensed"]
+    assert meta.dataset["photos"]["split"] == "train"
+    assert meta.route_fashion_mnist_to == fmnist.weights_sha256
+    assert meta.review_below is not None and meta.temperature > 0
+    assert isinstance(serving_predictor(backend="torch"), RoutedPredictor)
