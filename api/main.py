@@ -44,6 +44,7 @@ from store.connection import redis_url, sync_redis
 from store.jobs import JobStore
 from store.recovery import Reaper
 from worker.app import create_celery
+from worker.names import chunks_in_task
 
 log = logging.getLogger("api")
 
@@ -81,7 +82,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services.batcher.start()
     settings = services.settings
     reaper = asyncio.get_running_loop().create_task(sweep_forever(
-        Reaper(services.store, settings.reaper_interval_s, settings.upload_stall_s),
+        Reaper(services.store, settings.reaper_interval_s, settings.upload_stall_s,
+               settings.chunk_lease_s, chunks_in_task),
         services.celery), name="reaper")
     # Start-up's objects (FastAPI, pydantic, routes) move out of the collector's reach: a full
     # collection then scans what requests made, not everything, and stops the event loop for a

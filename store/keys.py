@@ -27,6 +27,7 @@ What the reaper watches (store.recovery; entries leave when their job ends):
                                           image bytes still waiting)
     tagger:ratelimit:...          -       the `limits` library's request windows per tenant
     tagger:reaper:lock            string  held by the one process sweeping right now
+    tagger:reaper:resent          zset    broker deliveries already sent again -> when
     tagger:redis:run_id           string  the Redis run_id the last sweep saw (restarts)
 
 Items of chunk c are indices [c * chunk_size, (c + 1) * chunk_size): a task message carries
@@ -90,6 +91,12 @@ DEADLINES_KEY = f"{PREFIX}:jobs:deadlines"
 LEASES_KEY = f"{PREFIX}:chunks:leases"
 WEBHOOK_OUTBOX_KEY = f"{PREFIX}:webhooks:outbox"
 REAPER_LOCK_KEY = f"{PREFIX}:reaper:lock"
+# Deliveries the reaper has already sent again (delivery tag -> when), so each is resent once.
+RESENT_DELIVERIES_KEY = f"{PREFIX}:reaper:resent"
+# kombu's Redis transport: messages delivered to a consumer and not yet acknowledged
+# (delivery tag -> [payload, exchange, routing key]), and when each was delivered.
+KOMBU_UNACKED_KEY = "unacked"
+KOMBU_UNACKED_INDEX_KEY = "unacked_index"
 REDIS_RUN_ID_KEY = f"{PREFIX}:redis:run_id"
 USAGE_KEY = f"{PREFIX}:usage"
 RATE_LIMIT_PREFIX = f"{PREFIX}:ratelimit"  # the `limits` library names its keys under it

@@ -9,6 +9,9 @@ process tries; one wins), in this order:
    crash (a task message, a result, an ack) may be gone, and a chunk run twice is harmless;
 2. a chunk whose lease lapsed (its worker died, or lost Redis for a whole lease) is queued
    again, counting as an interruption towards giving it up (worker.chunks.MAX_ATTEMPTS);
+   and a chunk delivered to a worker more than a lease ago that never started it (the broker
+   still holds it unacknowledged, and no lease covers it: a worker that died with it
+   reserved) is queued again once per delivery;
 3. a job past its deadline ends, its unprocessed items skipped;
 4. an upload that stopped writing for `upload_stall_s` (its API died) ends `failed`, and its
    Idempotency-Key is freed for a retry;
@@ -19,9 +22,12 @@ The store decides; the caller sends the tasks (store/ knows no Celery): see `Swe
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -30,9 +36,12 @@ from store.jobs import JobStore
 from store.keys import (
     ACTIVE_JOBS_KEY,
     DEADLINES_KEY,
+    KOMBU_UNACKED_INDEX_KEY,
+    KOMBU_UNACKED_KEY,
     LEASES_KEY,
     REAPER_LOCK_KEY,
     REDIS_RUN_ID_KEY,
+    RESENT_DELIVERIES_KEY,
     UPLOADING_KEY,
     WEBHOOK_OUTBOX_KEY,
     parse_lease_member,
@@ -42,6 +51,11 @@ from store.keys import (
 log = logging.getLogger(__name__)
 
 WEBHOOK_GRACE_S = 60.0  # a webhook task gets this long before the outbox sends another
+RESENT_MEMORY_S = 24 * 3600  # resent deliveries are remembered this long
+
+# A task's name and arguments -> the (job id, chunk) pairs it processes (worker.names knows the
+# task names; the store does not).
+ChunksOf = Callable[[str, list], list[tuple[str, int]]]
 
 
 @dataclass(frozen=True)
@@ -64,11 +78,14 @@ class Sweep:
 
 class Reaper:
     def __init__(self, store: JobStore, interval_s: float, upload_stall_s: float,
+                 lease_s: float, chunks_of: ChunksOf,
                  webhook_grace_s: float = WEBHOOK_GRACE_S) -> None:
         self.store = store
         self.r: redis.Redis = store.r
         self.interval_s = interval_s
         self.upload_stall_s = upload_stall_s
+        self.lease_s = lease_s
+        self.chunks_of = chunks_of
         self.webhook_grace_s = webhook_grace_s
         self.token = uuid.uuid4().hex
 
@@ -82,11 +99,21 @@ class Reaper:
         if self._redis_restarted():
             found.restarted = True
             found.chunks += self._reconcile()
+        unstarted = self._stale_deliveries(now)
         for member in self._due(LEASES_KEY, now):
             job_id, chunk = parse_lease_member(member)
             if again := self.store.requeue(job_id, chunk, interrupted=True):
                 log.warning("chunk %s of job %s lost its worker; queued again", chunk, job_id)
                 found.chunks.append(Resend(job_id, chunk, *again))
+                self._resent(unstarted.pop((job_id, chunk), []), now)
+        for (job_id, chunk), tags in unstarted.items():
+            # Delivered a lease ago and not running: unless a lease covers it (it did start,
+            # and runs), its worker died holding it. Not an interruption: it never ran.
+            if again := self.store.requeue(job_id, chunk, interrupted=False):
+                log.warning("chunk %s of job %s was delivered to a worker that never started"
+                            " it; queued again", chunk, job_id)
+                found.chunks.append(Resend(job_id, chunk, *again))
+                self._resent(tags, now)
         for index, reason, cutoff in ((DEADLINES_KEY, "deadline", now),
                                       (UPLOADING_KEY, "upload interrupted",
                                        now - self.upload_stall_s)):
@@ -105,6 +132,39 @@ class Reaper:
             self.store.webhook_due(job_id, now)  # the next resend, if this one fails too
             found.webhooks.append(job_id)
         return found
+
+    def _stale_deliveries(self, now: float) -> dict[tuple[str, int], list[str]]:
+        """(job id, chunk) -> the broker's unacknowledged deliveries of it older than a lease
+        that this reaper has not sent again yet."""
+        tags = self._due(KOMBU_UNACKED_INDEX_KEY, now - self.lease_s)
+        if not tags:
+            return {}
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hmget(KOMBU_UNACKED_KEY, tags)
+            pipe.zmscore(RESENT_DELIVERIES_KEY, tags)
+            payloads, resent = pipe.execute()
+        stale: dict[tuple[str, int], list[str]] = {}
+        for tag, raw, done in zip(tags, payloads, resent, strict=True):
+            if raw is None or done is not None:
+                continue
+            for ref in self._chunks_in(raw):
+                stale.setdefault(ref, []).append(tag)
+        return stale
+
+    def _chunks_in(self, raw: bytes) -> list[tuple[str, int]]:
+        """The chunks a kombu message carries ([payload, exchange, routing key]; the payload's
+        body is base64 JSON [args, kwargs, embed]); [] for anything else."""
+        try:
+            payload = json.loads(raw)[0]
+            args = json.loads(base64.b64decode(payload["body"]))[0]
+            return self.chunks_of(payload["headers"]["task"], args)
+        except (ValueError, KeyError, IndexError, TypeError):
+            return []
+
+    def _resent(self, tags: list[str], now: float) -> None:
+        if tags:
+            self.r.zadd(RESENT_DELIVERIES_KEY, dict.fromkeys(tags, now))
+            self.r.zremrangebyscore(RESENT_DELIVERIES_KEY, "-inf", now - RESENT_MEMORY_S)
 
     def _due(self, index: str, until: float, limit: int = 1000) -> list[str]:
         return [m.decode() for m in self.r.zrangebyscore(index, "-inf", until, start=0,

@@ -67,7 +67,8 @@ class TaggerWorker(bootsteps.StartStopStep):
                              ) from exc
         self.heartbeat: Heartbeat | None = None
         self.reaper = ReaperThread(Reaper(JobStore(self.client, settings.result_ttl_s),
-                                          settings.reaper_interval_s, settings.upload_stall_s),
+                                          settings.reaper_interval_s, settings.upload_stall_s,
+                                          settings.chunk_lease_s, names.chunks_in_task),
                                    worker.app)
 
     def start(self, worker: Any) -> None:

@@ -59,6 +59,16 @@ def send_chunk(celery: Any, job_id: str, chunk: int, queue: str, backlog_items: 
     celery.send_task(CLASSIFY_CHUNK, args=[job_id, chunk], queue=queue, priority=priority)
 
 
+def chunks_in_task(task: str, args: list) -> list[tuple[str, int]]:
+    """The (job id, chunk) pairs a task message processes (the reaper reads the broker's
+    unacknowledged messages with this)."""
+    if task == CLASSIFY_CHUNK:
+        return [(str(args[0]), int(args[1]))]
+    if task == CLASSIFY_BATCH:
+        return [(str(job_id), int(chunk)) for job_id, chunk in args[0]]
+    return []
+
+
 def send_recovered(celery: Any, sweep: Any) -> None:
     """Queue what a reaper sweep found (store.recovery.Sweep): chunks to run again on their
     job's queue, webhooks to send. Both the API and the workers sweep."""

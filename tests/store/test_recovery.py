@@ -3,6 +3,8 @@ interrupted uploads, undelivered webhooks, Redis restarts."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 import pytest
@@ -12,6 +14,7 @@ from store import keys
 from store.jobs import JobSpec, JobStore
 from store.recovery import Reaper, Resend
 from store.results import error_result, job_summary
+from worker.names import CLASSIFY_CHUNK, chunks_in_task
 
 TTL = 3600
 
@@ -27,7 +30,8 @@ def reaper(store: JobStore, stall: float = 30, restarted: bool = False) -> Reape
     store.r.delete(keys.REAPER_LOCK_KEY)
     if not restarted:
         store.r.set(keys.REDIS_RUN_ID_KEY, store.r.info("server")["run_id"])
-    return Reaper(store, interval_s=0.001, upload_stall_s=stall)
+    return Reaper(store, interval_s=0.001, upload_stall_s=stall, lease_s=60,
+                  chunks_of=chunks_in_task)
 
 
 def job(store: JobStore, n: int = 4, chunk_size: int = 2, sealed: bool = True,
@@ -61,9 +65,12 @@ def test_a_chunk_whose_lease_lapsed_is_queued_again_and_counted(store):
 
 def test_one_process_sweeps_per_interval(store):
     job(store)
-    first = Reaper(store, interval_s=5, upload_stall_s=30)
-    assert first.sweep() is not None
-    assert Reaper(store, interval_s=5, upload_stall_s=30).sweep() is None
+    def fresh() -> Reaper:
+        return Reaper(store, interval_s=5, upload_stall_s=30, lease_s=60,
+                      chunks_of=chunks_in_task)
+
+    assert fresh().sweep() is not None
+    assert fresh().sweep() is None
 
 
 def test_a_job_past_its_deadline_ends_with_the_rest_skipped(store):
@@ -130,3 +137,22 @@ def test_the_first_sweep_on_a_redis_records_it_and_runs_nothing_twice(store):
     assert not sweep.restarted and sweep.chunks == []
     assert store.r.get(keys.REDIS_RUN_ID_KEY).decode() == store.r.info("server")["run_id"]
     assert store.get_job(job_id)["status"] == "queued"
+
+
+def test_a_chunk_delivered_to_a_worker_that_died_before_starting_it_is_sent_again(store):
+    """kombu keeps a delivered, unacknowledged message in `unacked` until the visibility
+    timeout (hours): a worker that died with a chunk reserved but not started left no lease."""
+    job_id = job(store, n=4)
+    body = base64.b64encode(json.dumps([[job_id, 1], {}, {}]).encode()).decode()
+    message = json.dumps([{"body": body, "headers": {"task": CLASSIFY_CHUNK}}, "", "bulk"])
+    store.r.hset(keys.KOMBU_UNACKED_KEY, "tag-1", message)
+    store.r.zadd(keys.KOMBU_UNACKED_INDEX_KEY, {"tag-1": time.time()})
+    assert reaper(store).sweep().chunks == []  # delivered just now: it may yet start
+    later = time.time() + 61
+    assert [r.chunk for r in reaper(store).sweep(later).chunks] == [1]
+    assert reaper(store).sweep(later + 5).chunks == []  # each delivery is resent once
+    assert "attempts:1" not in store.get_job(job_id)  # it never ran: not an interruption
+    store.r.hset(keys.KOMBU_UNACKED_KEY, "tag-2", message)
+    store.r.zadd(keys.KOMBU_UNACKED_INDEX_KEY, {"tag-2": time.time() - 100})
+    store.start_chunks([(job_id, 1)], lease_s=60)  # started and leased: it is running
+    assert reaper(store).sweep(time.time() + 1).chunks == []
