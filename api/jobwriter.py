@@ -28,6 +28,7 @@ class WriteLimits:
     """Checked after each piece written (the counters are the store's, exact)."""
 
     queued_items: int  # the tenant's quota of items written and not yet done
+    queued_bytes: int  # ...and of their image bytes
     input_bytes: int  # every job's waiting image bytes: the admission high-water mark
 
 
@@ -129,6 +130,10 @@ class JobWriter:
         if wrote.tenant_queued_items > self.limits.queued_items:
             raise ApiError(429, f"this tenant has more than {self.limits.queued_items} items"
                                 " queued (its quota); retry when they are done",
+                           "quota_exceeded", headers=retry)
+        if wrote.tenant_input_bytes > self.limits.queued_bytes:
+            raise ApiError(429, f"this tenant has more than {self.limits.queued_bytes} bytes of"
+                                " images queued (its quota); retry when they are done",
                            "quota_exceeded", headers=retry)
         if wrote.input_bytes > self.limits.input_bytes:
             raise ApiError(503, "the service is at capacity (queued input); retry later",

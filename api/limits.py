@@ -11,8 +11,10 @@ For a request to /v1/, in this order (each a JSON error, api.errors):
    service is at capacity (api.quotas.Admission), and for a bulk job 429 + Retry-After while
    the tenant has its quota of active jobs.
 A body without Content-Length (chunked) is counted as it arrives and refused the moment it
-passes the cap. An answer given before the body was read closes the connection, so the server
-never reads, or waits for, the rest. Requests outside /v1/ get the size cap only.
+passes the cap. A 401 or 413 given before the body was read closes the connection, so the
+server never reads, or waits for, the rest (a client sending a large body sees the answer
+if it sends `Expect: 100-continue`, as curl does: the guard answers before any 100 Continue).
+Requests outside /v1/ get the size cap only.
 
 The tenant found here is left in the request's state for the routes (api.deps.authenticate).
 """
@@ -92,9 +94,13 @@ class RequestGuardMiddleware:
                            else (503, "unavailable", "the job store is unreachable; retry"
                                  " later", 5))
             if refused is not None:
+                # Not closed: "come back later" goes to a known tenant whose body is within its
+                # cap, and the server discards the rest of it, so the client reads the answer
+                # and its Retry-After (closing on unread data resets the connection, and a
+                # client often loses the answer with it).
                 status, code, message, retry = refused
                 await _refuse(scope, receive, send, status, code, message,
-                              {"Retry-After": str(retry)}, close=has_body)
+                              {"Retry-After": str(retry)})
                 return
         if not has_body:
             await self.app(scope, receive, send)
@@ -116,10 +122,15 @@ class RequestGuardMiddleware:
         if reason is not None:
             return 503, "at_capacity", f"the service is at capacity ({reason}); retry later", 30
         if quota is not None and submission == "/v1/jobs":
-            active = (await aread_usage(services.aredis, tenant.name)).active_jobs
-            if active >= quota.active_jobs:
-                return (429, "quota_exceeded", f"this tenant has {active} bulk jobs queued or"
-                        f" running (its quota is {quota.active_jobs}); retry when one ends", 30)
+            usage = await aread_usage(services.aredis, tenant.name)
+            if usage.active_jobs >= quota.active_jobs:
+                return (429, "quota_exceeded", f"this tenant has {usage.active_jobs} bulk jobs"
+                        f" queued or running (its quota is {quota.active_jobs}); retry when one"
+                        " ends", 30)
+            if usage.queued_bytes >= quota.queued_bytes:
+                return (429, "quota_exceeded", f"this tenant has {usage.queued_bytes} bytes of"
+                        f" images queued (its quota is {quota.queued_bytes}); retry when they"
+                        " are done", 30)
         return None
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send, cap: int) -> None:

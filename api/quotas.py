@@ -2,7 +2,9 @@
 
 - **Quotas** (429 + Retry-After): a tenant's request rate (a moving window in Redis, from the
   `limits` library, shared by every API process), its bulk jobs queued or running, its items
-  queued, its event streams (per API process) and its training jobs. Defaults are settings
+  queued and their image bytes, its event streams (per API process) and its training jobs.
+  The byte quota is what keeps one tenant from filling Redis (and tripping admission, which
+  refuses everyone) on its own. Defaults are settings
   (TAGGER_QUOTA_*); TAGGER_TENANT_QUOTAS overrides them per tenant (JSON). The open local
   tenant of a server without keys has none: there is nobody to be fair to.
 - **Admission** (503 + Retry-After): new submissions are refused while Redis uses more than
@@ -40,6 +42,7 @@ class Quota:
     requests: RateLimitItem
     active_jobs: int
     queued_items: int
+    queued_bytes: int
     streams: int
     training_jobs: int
 

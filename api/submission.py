@@ -71,6 +71,7 @@ def submit(services: Services, tenant: Tenant, items: Iterable[Item], *, kind: s
     if not single:
         assert services.admission is not None, "the app's lifespan has not run"
         limits = WriteLimits(quota.queued_items if quota else 2**62,
+                             quota.queued_bytes if quota else 2**62,
                              services.admission.input_mark)
     writer = JobWriter(services.store, services.celery, spec, idempotency, limits,
                        request_fingerprint)

@@ -142,6 +142,21 @@ def chaos(only: Annotated[list[str] | None, typer.Option(help="run only these sc
     save_result("chaos", run(data_dir_or_default(data_dir), images, only))
 
 
+@app.command()
+def abuse(
+    data_dir: DataDir = None,
+    phase_s: Annotated[float, typer.Option(help="seconds of each phase (quiet, flood)")] = 60,
+    big_job_items: Annotated[int, typer.Option(help="items in tenant A's big job")] = 100_000,
+    keep: Annotated[Path | None, typer.Option(help="run the stack here and keep its logs")] = None,
+) -> None:
+    """32 well-behaved clients, quiet then while one tenant floods bulk jobs and another sends
+    hostile bodies; errors, p99s, API RSS, Redis memory, a small job's start; writes
+    benchmarks/results/abuse.json."""
+    from benchmarks.abuse import run
+
+    save_result("abuse", run(data_dir_or_default(data_dir), phase_s, big_job_items, keep))
+
+
 @app.command(name="all")
 def run_all(data_dir: DataDir = None) -> None:
     """Every benchmark above, then the report (about 25 minutes on 2 cores)."""

@@ -1,11 +1,20 @@
 """Service commands: `up` (the whole stack), `api` and `worker` (the parts, separately).
 
 `up` starts, as child processes: an embedded Redis (when TAGGER_REDIS_URL is unset; its
-append-only file lives in <data-dir>/redis, so the next `up` finds its jobs again), an inference
-worker (interactive, bulk, webhooks), a training worker (the training queue, one job at a time,
-so a long run never delays tagging) and the API. Ctrl-C or SIGTERM stops them in reverse order:
-API, workers (finishing their tasks), Redis (flushing its file); a child that hangs is killed
-after a timeout.
+append-only file lives in <data-dir>/redis, so the next `up` finds its jobs again, and its
+`maxmemory` is TAGGER_REDIS_MAXMEMORY), an inference worker (interactive, bulk, webhooks; one
+process per core, at a lower CPU priority), an interactive worker (single images only, one
+process), a training worker (the training queue, one job at a time, so a long run never
+delays tagging) and the API.
+
+Why the interactive worker: Celery never preempts a task, so with every inference process in
+the middle of a bulk chunk (a flood of bulk jobs) a single image would wait for a chunk to
+end, ~0.3-0.8 s. One process that takes only single images answers them at once; the bulk
+processes, at `nice` +5, leave the API, Redis and that process the CPU they need on a shared
+machine (`python -m benchmarks abuse`: the 32-client p99 under a bulk flood).
+
+Ctrl-C or SIGTERM stops them in reverse order: API, workers (finishing their tasks), Redis
+(flushing its file); a child that hangs is killed after a timeout.
 
 `api` and `worker` start nothing else: they use TAGGER_REDIS_URL, or redis://127.0.0.1:6379/0
 when it is unset.
@@ -36,7 +45,9 @@ INFERENCE_QUEUES = ",".join(names.INFERENCE_QUEUES)
 TRAINING_QUEUES = ",".join(names.TRAINING_QUEUES)
 # Workers: let chunks finish. A training run that does not stop in time is killed; its job
 # restarts cleanly on the next start (or is marked failed), see store.training.
-STOP_TIMEOUT_S = {"api": 10.0, "worker": 60.0, "training-worker": 30.0, "redis": 15.0}
+STOP_TIMEOUT_S = {"api": 10.0, "worker": 60.0, "interactive-worker": 30.0,
+                  "training-worker": 30.0, "redis": 15.0}
+BULK_NICE = 5  # the inference worker's CPU priority below the API's (and interactive's)
 
 HostOpt = Annotated[str, typer.Option(help="Address to bind (loopback by default)")]
 PortOpt = Annotated[int, typer.Option(min=1, max=65535)]
@@ -68,6 +79,11 @@ def _die_with_parent() -> None:
         pass  # not Linux: children may outlive a killed parent
 
 
+def _die_with_parent_niced() -> None:
+    _die_with_parent()
+    os.nice(BULK_NICE)
+
+
 def worker_argv(queues: str, concurrency: int, pool: str | None,
                 name: str | None = None) -> list[str]:
     argv = ["worker", "-Q", queues, "--loglevel", "INFO"]
@@ -88,9 +104,11 @@ def up(
         min=0, help="Worker processes (0 = one per core, TAGGER_WORKER_CONCURRENCY)")] = 0,
     pool: PoolOpt = None,
     allow_public: PublicOpt = False,
+    interactive_workers: Annotated[int, typer.Option(
+        min=0, help="Processes that take single images only (0: none)")] = 1,
 ) -> None:
     """Run the whole service: embedded Redis (unless TAGGER_REDIS_URL), an inference worker,
-    a training worker, the API."""
+    an interactive worker, a training worker, the API."""
     from cli.redis_server import EmbeddedRedis
 
     settings = get_settings()
@@ -115,7 +133,11 @@ def up(
         celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
         children.append(("worker", subprocess.Popen(
             celery + worker_argv(INFERENCE_QUEUES, workers, pool, "inference@%h"), env=env,
-            **spawn)))
+            **(spawn | {"preexec_fn": _die_with_parent_niced}))))
+        if interactive_workers:
+            children.append(("interactive-worker", subprocess.Popen(
+                celery + worker_argv(names.INTERACTIVE_QUEUE, interactive_workers, pool,
+                                     "interactive@%h"), env=env, **spawn)))
         # prefork with one child: training runs in a child (the parent stays torch-free and
         # enforces the time limit, which the solo pool cannot), one job at a time.
         children.append(("training-worker", subprocess.Popen(

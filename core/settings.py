@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     quota_requests: str = Field(default="100/second", description="a `limits` rate string")
     quota_active_jobs: int = Field(default=8, ge=1, description="bulk jobs queued or running")
     quota_queued_items: int = Field(default=200_000, ge=1, description="items not yet done")
+    quota_queued_bytes: int = Field(default=256 * 1024**2, ge=1, description="their images")
     quota_streams: int = Field(default=16, ge=1, description="event streams, per API process")
     quota_training_jobs: int = Field(default=1, ge=1, description="queued or running")
     tenant_quotas: dict[str, dict[str, str | int]] = Field(default_factory=dict)

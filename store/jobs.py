@@ -93,7 +93,8 @@ class ChunkWrite:
 
     written: bool
     tenant_queued_items: int = 0
-    input_bytes: int = 0
+    input_bytes: int = 0  # every tenant's
+    tenant_input_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ class JobStore:
                 reply = pipe.execute()[-1]
         if int(reply[0]) != 1:
             return ChunkWrite(False)
-        return ChunkWrite(True, int(reply[1]), int(reply[2]))
+        return ChunkWrite(True, int(reply[1]), int(reply[2]), int(reply[3]))
 
     def add_single_jobs(self, jobs: Sequence[tuple[dict[str, Any], dict[str, Any], bytes]]
                         ) -> None:
@@ -245,6 +246,7 @@ class JobStore:
                 pipe.hset(input_key(job_id, 0), 0, data)
                 pipe.expireat(input_key(job_id, 0), record["expire_at"])
                 pipe.hincrby(USAGE_KEY, usage_field(record["tenant"], "queued_items"), 1)
+                pipe.hincrby(USAGE_KEY, usage_field(record["tenant"], "input_bytes"), len(data))
                 pipe.hincrby(USAGE_KEY, INPUT_BYTES_FIELD, len(data))
             pipe.execute()
 

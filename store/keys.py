@@ -23,8 +23,9 @@ What the reaper watches (store.recovery; entries leave when their job ends):
     tagger:usage                  hash    what the queues hold now, kept exact by the scripts
                                           that change it: "{tenant}|active_jobs" (bulk jobs
                                           queued or running), "{tenant}|queued_items" (items
-                                          written, not yet done), "input_bytes" (every job's
-                                          image bytes still waiting)
+                                          written, not yet done), "{tenant}|input_bytes" and
+                                          "input_bytes" (the tenant's and every job's image
+                                          bytes still waiting)
     tagger:ratelimit:...          -       the `limits` library's request windows per tenant
     tagger:reaper:lock            string  held by the one process sweeping right now
     tagger:reaper:resent          zset    broker deliveries already sent again -> when
@@ -103,8 +104,8 @@ RATE_LIMIT_PREFIX = f"{PREFIX}:ratelimit"  # the `limits` library names its keys
 
 
 def usage_field(tenant: str, name: str) -> str:
-    """A tenant's counter in USAGE_KEY: "active_jobs" or "queued_items" (scripts build them
-    this way: tenant .. '|' .. name)."""
+    """A tenant's counter in USAGE_KEY: "active_jobs", "queued_items" or "input_bytes"
+    (scripts build them this way: tenant .. '|' .. name)."""
     return f"{tenant}|{name}"
 
 

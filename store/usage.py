@@ -1,6 +1,6 @@
 """What the queues hold now, for admission control and quotas (api.quotas): per tenant, its
-bulk jobs queued or running and its items written but not yet done; over all jobs, the image
-bytes still waiting in Redis; and Redis's own memory.
+bulk jobs queued or running, its items written but not yet done and their image bytes; over
+all jobs, the image bytes still waiting in Redis; and Redis's own memory.
 
 The counters live in one hash (store.keys.USAGE_KEY) and are changed only by the writes and
 scripts that change what they count (store/lua/add_chunk.lua, lib/job_context.lua), so they
@@ -21,6 +21,7 @@ from store.keys import INPUT_BYTES_FIELD, USAGE_KEY, usage_field
 class Usage:
     active_jobs: int  # the tenant's bulk jobs queued or running
     queued_items: int  # the tenant's items written and not yet done
+    queued_bytes: int  # the tenant's image bytes waiting in Redis
     input_bytes: int  # every tenant's image bytes waiting in Redis
 
 
@@ -32,7 +33,7 @@ class Memory:
 
 def _fields(tenant: str) -> list[str]:
     return [usage_field(tenant, "active_jobs"), usage_field(tenant, "queued_items"),
-            INPUT_BYTES_FIELD]
+            usage_field(tenant, "input_bytes"), INPUT_BYTES_FIELD]
 
 
 def _usage(raw: list[bytes | None]) -> Usage:

@@ -5,8 +5,8 @@
 -- both (usage: the tenant's queued items, every job's input bytes) in the job that holds them.
 -- An ended job (cancelled while uploading) takes nothing more, so nothing is counted that no
 -- script would uncount.
--- Returns {1, the tenant's queued items, every job's input bytes} when written; {0} when the
--- job has ended, {-1} when it is gone.
+-- Returns {1, the tenant's queued items, every job's input bytes, the tenant's input bytes}
+-- when written; {0} when the job has ended, {-1} when it is gone.
 local h = redis.call('HMGET', KEYS[1], 'status', 'tenant', 'sealed', 'id')
 if not h[1] then return {-1} end
 if not is_active(h[1]) then return {0} end
@@ -30,6 +30,7 @@ if bytes > 0 then
   redis.call('HINCRBY', j.key, 'inbytes:' .. chunk, bytes)
   redis.call('HINCRBY', j.usage, 'input_bytes', bytes)
 end
+local mine = redis.call('HINCRBY', j.usage, h[2] .. '|input_bytes', bytes)
 redis.call('HINCRBY', j.key, 'queued', n)
 local queued = redis.call('HINCRBY', j.usage, h[2] .. '|queued_items', n)
-return {1, queued, tonumber(redis.call('HGET', j.usage, 'input_bytes') or '0')}
+return {1, queued, tonumber(redis.call('HGET', j.usage, 'input_bytes') or '0'), mine}

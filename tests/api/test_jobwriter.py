@@ -104,8 +104,10 @@ def test_a_chunk_of_large_images_goes_to_redis_in_pieces(store, monkeypatch):
     assert store.get_job(job_id)["inbytes:0"] == str(3 * 600 + 10)
 
 
-@pytest.mark.parametrize("limits,status", [(WriteLimits(queued_items=3, input_bytes=10**9), 429),
-                                           (WriteLimits(queued_items=10**9, input_bytes=5), 503)])
+@pytest.mark.parametrize("limits,status", [
+    (WriteLimits(queued_items=3, queued_bytes=10**9, input_bytes=10**9), 429),
+    (WriteLimits(queued_items=10**9, queued_bytes=5, input_bytes=10**9), 429),
+    (WriteLimits(queued_items=10**9, queued_bytes=10**9, input_bytes=5), 503)])
 def test_an_upload_stops_at_its_tenants_quota_or_the_admission_mark(store, limits, status):
     spec = JobSpec(tenant="t", kind="bulk", source="files", queue=names.BULK_QUEUE,
                    chunk_size=2)
@@ -117,7 +119,7 @@ def test_an_upload_stops_at_its_tenants_quota_or_the_admission_mark(store, limit
     assert refused.value.status == status and refused.value.headers["Retry-After"]
     w.abort()
     assert store.r.keys(f"*{job_id}*") == []
-    assert read_usage(store.r, "t") == Usage(0, 0, 0)
+    assert read_usage(store.r, "t") == Usage(0, 0, 0, 0)
 
 
 def test_an_upload_cancelled_half_way_stops_being_written(store):

@@ -46,17 +46,19 @@ def usage(store: JobStore, tenant: str = "a") -> Usage:
 def test_a_job_is_counted_as_written_and_uncounted_as_recorded(store):
     new = bulk(store)
     wrote = write(store, new, 0, range(0, 2), record=True)
-    assert (wrote.written, wrote.tenant_queued_items, wrote.input_bytes) == (True, 2, 200)
+    assert (wrote.written, wrote.tenant_queued_items, wrote.input_bytes,
+            wrote.tenant_input_bytes) == (True, 2, 200, 200)
     write(store, new, 1, range(2, 3))
     store.seal(new.job_id, 3, 2)
-    assert usage(store) == Usage(active_jobs=1, queued_items=3, input_bytes=300)
-    assert usage(store, "b") == Usage(0, 0, 300)  # input bytes are everyone's
+    assert usage(store) == Usage(active_jobs=1, queued_items=3, queued_bytes=300,
+                                 input_bytes=300)
+    assert usage(store, "b") == Usage(0, 0, 0, 300)  # input bytes: the tenant's, everyone's
     record(store, new.job_id, 0, range(0, 2))
-    assert usage(store) == Usage(1, 1, 100)
+    assert usage(store) == Usage(1, 1, 100, 100)
     record(store, new.job_id, 0, range(0, 2))  # a redelivered chunk changes nothing
-    assert usage(store) == Usage(1, 1, 100)
+    assert usage(store) == Usage(1, 1, 100, 100)
     assert record(store, new.job_id, 1, range(2, 3)) == 1  # the last one finishes the job
-    assert usage(store) == Usage(0, 0, 0)
+    assert usage(store) == Usage(0, 0, 0, 0)
 
 
 def test_a_chunk_written_in_pieces_is_counted_once_per_byte(store):
@@ -64,9 +66,9 @@ def test_a_chunk_written_in_pieces_is_counted_once_per_byte(store):
     write(store, new, 0, range(0, 2), record=True)
     write(store, new, 0, range(2, 4))
     assert store.get_job(new.job_id)["inbytes:0"] == "400"
-    assert usage(store) == Usage(1, 4, 400)
+    assert usage(store) == Usage(1, 4, 400, 400)
     store.cancel(new.job_id)
-    assert usage(store) == Usage(0, 0, 0)
+    assert usage(store) == Usage(0, 0, 0, 0)
     assert not store.r.exists(keys.input_key(new.job_id, 0))
 
 
@@ -74,9 +76,9 @@ def test_a_job_cancelled_while_uploading_takes_nothing_more(store):
     new = bulk(store)
     write(store, new, 0, range(0, 2), record=True)
     assert store.cancel(new.job_id) == 1
-    assert usage(store) == Usage(0, 0, 0)
+    assert usage(store) == Usage(0, 0, 0, 0)
     assert not write(store, new, 1, range(2, 4)).written  # not stored, not counted
-    assert usage(store) == Usage(0, 0, 0)
+    assert usage(store) == Usage(0, 0, 0, 0)
     assert not store.r.exists(keys.input_key(new.job_id, 1))
 
 
@@ -85,14 +87,14 @@ def test_a_discarded_upload_is_uncounted(store):
     write(store, new, 0, range(0, 2), record=True)
     write(store, new, 1, range(2, 4))
     store.discard(new.job_id, "a")
-    assert usage(store) == Usage(0, 0, 0)
+    assert usage(store) == Usage(0, 0, 0, 0)
 
 
 def test_a_job_the_reaper_ends_is_uncounted(store):
     new = bulk(store)
     write(store, new, 0, range(0, 2), record=True)
     assert store.end_early(new.job_id, "upload interrupted") == 1
-    assert usage(store) == Usage(0, 0, 0)
+    assert usage(store) == Usage(0, 0, 0, 0)
 
 
 def test_single_image_jobs_are_counted_and_kept_for_their_own_ttl(store):
@@ -101,7 +103,7 @@ def test_single_image_jobs_are_counted_and_kept_for_their_own_ttl(store):
     records = [store.create_job(spec, write=False).record | {"total": 1, "chunks": 1,
                                                               "sealed": 1} for _ in range(3)]
     store.add_single_jobs([(r, {"filename": "x"}, b"y" * 10) for r in records])
-    assert usage(store) == Usage(0, 3, 30)  # a single image is not an active bulk job
+    assert usage(store) == Usage(0, 3, 30, 30)  # a single image is no active bulk job
     job_id = records[0]["id"]
     assert 0 < store.r.ttl(keys.job_key(job_id)) <= SINGLE_TTL
     # It never outlives its keys: the reaper ends it (as past a deadline) just before.
@@ -109,7 +111,7 @@ def test_single_image_jobs_are_counted_and_kept_for_their_own_ttl(store):
     assert guard == int(records[0]["expire_at"]) - EXPIRY_GUARD_S
     for r in records:
         record(store, r["id"], 0, range(0, 1))
-    assert usage(store) == Usage(0, 0, 0)
+    assert usage(store) == Usage(0, 0, 0, 0)
     assert store.r.zcard(keys.DEADLINES_KEY) == 0
 
 
@@ -133,5 +135,5 @@ def test_a_full_redis_still_records_results_and_frees_inputs(tmp_path):
         time.sleep(0.1)
         assert record(store, new.job_id, 0, range(0, 4)) == 1
         assert store.get_job(new.job_id)["status"] == "failed"  # every item "failed": ended
-        assert read_usage(client, "a") == Usage(0, 0, 0)
+        assert read_usage(client, "a") == Usage(0, 0, 0, 0)
         assert not client.exists(keys.input_key(new.job_id, 0))

@@ -31,14 +31,16 @@ local function count_transition(j, from, to)
 end
 
 -- Usage (admission control and quotas, api.quotas): every byte of input and every item a job
--- wrote is counted when written and uncounted here, in the script that removes it, so the
--- counters stay exact. The job's `inbytes:{c}` holds chunk c's bytes still stored, its
--- `queued` its items written and not yet done.
+-- wrote is counted when written (everyone's input bytes, and the tenant's) and uncounted here,
+-- in the script that removes it, so the counters stay exact. The job's `inbytes:{c}` holds
+-- chunk c's bytes still stored, its `queued` its items written and not yet done.
 local function drop_inputs(j, chunk)
   redis.call('DEL', j.input_prefix .. chunk)
   local bytes = redis.call('HGET', j.key, 'inbytes:' .. chunk)
   if bytes then
+    local tenant = redis.call('HGET', j.key, 'tenant')
     redis.call('HINCRBY', j.usage, 'input_bytes', -tonumber(bytes))
+    redis.call('HINCRBY', j.usage, tenant .. '|input_bytes', -tonumber(bytes))
     redis.call('HDEL', j.key, 'inbytes:' .. chunk)
   end
 end
