@@ -79,15 +79,17 @@ def train(
     from core.checkpoint import load_checkpoint
     from core.data import load_fashion_mnist
     from core.photo_runs import run_photo_training
+    from core.photos import check_licence, parse_sources
     from core.recipes import recipe as get_recipe
     from core.runs import run_training
 
     try:
         cfg = get_recipe(recipe)
+        sources = parse_sources(photos_sources) if photos_sources is not None else None
         overrides = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                      "augment": augment, "seed": seed, "max_train_items": max_train_items,
                      "val_fraction": val_fraction, "threads": threads, "device": device,
-                     "photos_sources": parse_sources(photos_sources)}
+                     "photos_sources": sources}
         cfg = cfg.model_validate({**cfg.model_dump(),
                                   **{k: v for k, v in overrides.items() if v is not None}})
         if cfg.photos_sources:
@@ -129,28 +131,6 @@ def train(
                   + (f", validation accuracy {val:.4f}" if val is not None else ""))
     if cfg.photos_sources:
         print_photo_summary(output.model_path)
-
-
-def parse_sources(value: str | None) -> list[str] | None:
-    from core.photos import SOURCES, check_sources
-
-    if value is None:
-        return None
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    return list(SOURCES) if names == ["all"] else check_sources(names)
-
-
-def check_licence(sources: list[str], out: Path) -> None:
-    """Weights written under core/models ship with the project: CC0 photos only."""
-    from core.models import SHIPPED_MODEL_PATH
-    from core.photos import unlicensed
-
-    shipped_dir = SHIPPED_MODEL_PATH.parent.resolve()
-    bad = unlicensed(sources)
-    if bad and (out.resolve() == shipped_dir or shipped_dir in out.resolve().parents):
-        raise ValueError(f"photo sources {', '.join(bad)} state no licence: a model trained on"
-                         f" them may not be written under {shipped_dir} (shipped weights are"
-                         " trained on Fashion-MNIST and CC0 photos only)")
 
 
 def print_photo_summary(model_path: Path) -> None:

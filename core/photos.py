@@ -68,11 +68,30 @@ def unlicensed(sources: list[str] | tuple[str, ...]) -> list[str]:
     return [s for s in sources if s not in LICENSED_SOURCES]
 
 
+def parse_sources(value: str) -> list[str]:
+    """"clothingds,ganesh" -> the sources in canonical order; "all" -> every source."""
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    return list(SOURCES) if names == ["all"] else check_sources(names)
+
+
+def check_licence(sources: list[str] | tuple[str, ...], out: Path) -> None:
+    """Weights written under core/models ship with the project: CC0 photos only."""
+    from core.models import SHIPPED_MODEL_PATH
+
+    shipped_dir = SHIPPED_MODEL_PATH.parent.resolve()
+    bad = unlicensed(sources)
+    out = Path(out).resolve()
+    if bad and (out == shipped_dir or shipped_dir in out.parents):
+        raise ValueError(f"photo sources {', '.join(bad)} state no licence: a model trained on"
+                         f" them may not be written under {shipped_dir} (shipped weights are"
+                         " trained on Fashion-MNIST and CC0 photos only)")
+
+
 def read_manifest(root: Path) -> list[PhotoRecord]:
     path = Path(root) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"no {MANIFEST} under {root} (the real-photos folder:"
-                                " --photos-dir / TAGGER_PHOTOS_DIR)")
+                                " --photos-dir)")
     with path.open(newline="") as fh:
         return [PhotoRecord(row["file"], int(row["label_index"]), row["split"],
                             SOURCE_TAGS.get(row["source_repo"], row["source_repo"]))

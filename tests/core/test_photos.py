@@ -3,9 +3,12 @@ import torch
 
 from core.photos import (
     LICENSED_SOURCES,
+    SOURCES,
+    check_licence,
     check_sources,
     load_photo_variants,
     load_photos,
+    parse_sources,
     read_manifest,
     select,
     unlicensed,
@@ -35,6 +38,17 @@ def test_sources_filter_and_licence():
     assert check_sources(["vinids", "clothingds"]) == ["clothingds", "vinids"]
     with pytest.raises(ValueError, match="choose from: clothingds, ruturaj, ganesh, vinids"):
         check_sources(["myntra"])
+
+
+def test_sources_option_and_the_shipped_models_folder(tmp_path):
+    from core.models import SHIPPED_MODEL_PATH
+
+    assert parse_sources("vinids, clothingds") == ["clothingds", "vinids"]
+    assert parse_sources("all") == list(SOURCES)
+    check_licence(["clothingds"], SHIPPED_MODEL_PATH.parent)
+    check_licence(["ganesh"], tmp_path)  # unlicensed data may train models that stay local
+    with pytest.raises(ValueError, match="ganesh state no licence"):
+        check_licence(["clothingds", "ganesh"], SHIPPED_MODEL_PATH.parent / "sub")
 
 
 def test_photos_load_through_the_served_preprocessing(photos_root):
