@@ -81,9 +81,11 @@ def photos(
 ) -> None:
     """Real product photos via `fashion-tagger predict`: per class / per source accuracy,
     calibration, Fashion-MNIST test through the same path; writes photos-<part>.json."""
-    from benchmarks.photos import PARTS
+    from benchmarks.photos import PARTS, PLANNED
 
     names = list(PARTS) if part == "all" else [part]
+    if part in PLANNED:
+        raise typer.BadParameter(f"part {part!r} is not written yet", param_hint="--part")
     if any(name not in PARTS for name in names):
         raise typer.BadParameter(f"choose one of: {', '.join(PARTS)}, all", param_hint="--part")
     root = data_dir_or_default(data_dir)
