@@ -22,6 +22,7 @@ items.
 from __future__ import annotations
 
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -121,32 +122,28 @@ def _read_member(name: str, reader: BinaryIO, counter: _Counter) -> Member:
 def _zip_members(fileobj: BinaryIO, limits: ArchiveLimits) -> Iterator[Member]:
     max_entries = limits.max_items + other_entries(limits.max_items)
     try:
-        # The end record says how many entries there are and how big the directory is:
-        # refuse a zip of millions of entries before parsing (and holding) its directory.
-        end = zipfile._EndRecData(fileobj)  # zipfile's own reader of that record
-        if end is None:
-            raise zipfile.BadZipFile("no end of central directory record")
-        entries, directory = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
-        if entries > max_entries or directory > max_entries * CENTRAL_ENTRY_BYTES:
-            raise ApiError(413, f"archive holds {entries} entries; the limit is {max_entries}",
-                           "too_many_items")
-        fileobj.seek(0)
-        archive = zipfile.ZipFile(fileobj)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        archive = _StreamedZip(fileobj)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as exc:
         raise ApiError(422, f"corrupt zip archive: {exc}", "invalid_archive") from exc
-    counter = _Counter(limits)
-    members = []
-    for m in archive.infolist():
+    # The end record says how many entries there are and how big the directory is: refuse a
+    # zip of millions of entries before reading its directory.
+    if (archive.entries_total > max_entries
+            or archive.directory_size > max_entries * CENTRAL_ENTRY_BYTES):
+        raise ApiError(413, f"archive holds {archive.entries_total} entries; the limit is"
+                            f" {max_entries}", "too_many_items")
+    counter, declared = _Counter(limits), 0
+    for m in _entries(archive):  # first pass: count, and what it says it holds
         if _zip_skipped(m):
             counter.other()
         else:
             counter.file()
-            members.append(m)
-    declared = sum(m.file_size for m in members)
-    if declared > limits.max_total_bytes:  # what it says it holds: refuse before reading
+            declared += m.file_size
+    if declared > limits.max_total_bytes:  # refuse before reading a byte of it
         raise ApiError(413, f"archive expands to {declared} bytes; the limit is"
                             f" {limits.max_total_bytes}")
-    for m in members:
+    for m in _entries(archive):
+        if _zip_skipped(m):
+            continue
         if m.file_size > limits.max_member_bytes:
             yield m.filename, None, f"file larger than {limits.max_member_bytes} bytes"
             continue
@@ -157,6 +154,60 @@ def _zip_members(fileobj: BinaryIO, limits: ArchiveLimits) -> Iterator[Member]:
                 yield _read_member(m.filename, reader, counter)
         except MEMBER_ERRORS as exc:
             yield m.filename, None, f"unreadable archive member: {exc}"
+
+
+def _entries(archive: _StreamedZip) -> Iterator[zipfile.ZipInfo]:
+    try:
+        yield from archive.entries()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+        raise ApiError(422, f"corrupt zip archive: {exc}", "invalid_archive") from exc
+
+
+class _StreamedZip(zipfile.ZipFile):
+    """A zip whose central directory is read one entry at a time, as needed: zipfile's own
+    reader builds every entry's ZipInfo up front (57 MB for a 100,000-entry archive, measured,
+    most of which the process keeps), this holds one. Members are read with zipfile's own
+    `open(info)` (local header check, decompression, CRC)."""
+
+    def _RealGetContents(self) -> None:  # zipfile's hook that reads the directory
+        end = zipfile._EndRecData(self.fp)
+        if not end:
+            raise zipfile.BadZipFile("no end of central directory record")
+        self.directory_size, offset = end[zipfile._ECD_SIZE], end[zipfile._ECD_OFFSET]
+        self.entries_total = end[zipfile._ECD_ENTRIES_TOTAL]
+        # Bytes before the archive (a self-extractor's stub): zipfile's own correction.
+        self.concat = end[zipfile._ECD_LOCATION] - self.directory_size - offset
+        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+            self.concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+        self.start_dir = offset + self.concat
+        if self.start_dir < 0:
+            raise zipfile.BadZipFile("bad offset for the central directory")
+
+    def entries(self) -> Iterator[zipfile.ZipInfo]:
+        """Each directory entry, in order, as zipfile's _RealGetContents decodes it."""
+        position, end = self.start_dir, self.start_dir + self.directory_size
+        while position < end:
+            self.fp.seek(position)
+            fixed = self.fp.read(zipfile.sizeCentralDir)
+            if len(fixed) != zipfile.sizeCentralDir:
+                raise zipfile.BadZipFile("truncated central directory")
+            entry = struct.unpack(zipfile.structCentralDir, fixed)
+            if entry[zipfile._CD_SIGNATURE] != zipfile.stringCentralDir:
+                raise zipfile.BadZipFile("bad magic number for central directory")
+            name_len, extra_len, comment_len = entry[12:15]
+            raw_name = self.fp.read(name_len)
+            info = zipfile.ZipInfo(raw_name.decode(
+                "utf-8" if entry[zipfile._CD_FLAG_BITS] & 0x800 else "cp437"))
+            info.extra = self.fp.read(extra_len)
+            (info.create_version, info.create_system, info.extract_version, info.reserved,
+             info.flag_bits, info.compress_type, _, _, info.CRC, info.compress_size,
+             info.file_size) = entry[1:12]
+            info.volume, info.internal_attr, info.external_attr = entry[15:18]
+            info.header_offset = entry[zipfile._CD_LOCAL_HEADER_OFFSET]
+            info._decodeExtra()  # zip64 sizes and offset
+            info.header_offset += self.concat
+            position += zipfile.sizeCentralDir + name_len + extra_len + comment_len
+            yield info
 
 
 def _zip_skipped(m: zipfile.ZipInfo) -> bool:

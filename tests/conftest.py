@@ -72,6 +72,18 @@ def png_bytes(seed: int, size: int = 28, mode: str = "L") -> bytes:
     return buffer.getvalue()
 
 
+def flat_background_tiff(size: tuple[int, int] = (600, 800)) -> bytes:
+    """A product shot as a scanner or a studio pipeline writes it: uncompressed TIFF, white
+    background, one dark garment; zipped it compresses about 500:1."""
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", size, "white")
+    ImageDraw.Draw(img).rectangle((180, 200, 420, 640), fill=(40, 40, 60))
+    buffer = io.BytesIO()
+    img.save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
 class LocalServer:
     """An HTTP server in a thread: GET serves `routes`, POST is recorded in `received`."""
 

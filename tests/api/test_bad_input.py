@@ -16,7 +16,7 @@ from api.main import create_app
 from core.settings import Settings
 from store import keys
 from tests.api.conftest import ALICE
-from tests.conftest import png_bytes
+from tests.conftest import flat_background_tiff, png_bytes
 
 
 def zip_of(members: dict[str, bytes], method=zipfile.ZIP_DEFLATED) -> bytes:
@@ -97,18 +97,6 @@ def test_archive_members_become_items_with_per_item_errors(client, settings):
     assert by_name["bomb.bmp"]["error"] == "file larger than 100000 bytes"
     assert by_name["nested.zip"]["error"] == "nested archives are not supported"
     assert "error" not in by_name["notes.txt"]  # decoded (and refused) by the worker, per item
-
-
-def flat_background_tiff(size: tuple[int, int] = (600, 800)) -> bytes:
-    """A product shot as a scanner or a studio pipeline writes it: uncompressed TIFF, white
-    background, one dark garment; zipped it compresses about 500:1."""
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", size, "white")
-    ImageDraw.Draw(img).rectangle((180, 200, 420, 640), fill=(40, 40, 60))
-    buffer = io.BytesIO()
-    img.save(buffer, "TIFF")
-    return buffer.getvalue()
 
 
 def test_a_zipped_flat_background_tiff_is_an_item_not_a_bomb(redis_url):

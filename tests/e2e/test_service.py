@@ -10,7 +10,7 @@ import zipfile
 
 from standardwebhooks import Webhook
 
-from tests.conftest import png_bytes
+from tests.conftest import flat_background_tiff, png_bytes
 from tests.e2e.conftest import ALICE, BOB, SECRET, all_results, wait_done
 from worker.names import tenant_webhook_secret
 
@@ -172,3 +172,20 @@ def test_events_stream_progress_until_the_end(api):
     assert kinds[-1] == "end" and set(kinds[:-1]) <= {"progress"}
     assert events[-1][1]["status"] == "succeeded"
     assert events[-1][1]["progress"]["done"] == 64
+
+
+def test_a_zipped_flat_background_tiff_is_tagged_like_the_file_alone(api, offline):
+    """600x800, white background, uncompressed: it zips ~500:1, which a compression-ratio rule
+    took for a bomb. It is one photo, no bigger than TAGGER_MAX_IMAGE_BYTES: tagged, and as
+    `predict` tags the same bytes."""
+    tiff = flat_background_tiff()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("shot.tif", tiff)
+    assert len(tiff) / len(buffer.getvalue()) > 200
+    response = api.post("/v1/jobs", files={"archive": ("shot.zip", buffer.getvalue())},
+                        headers=ALICE)
+    job = wait_done(api, response.json()["id"])
+    (item,) = all_results(api, job["id"])
+    assert item["status"] == "ok", item
+    assert item["label_index"] == offline.predict_images([tiff])[0].label_index
