@@ -283,8 +283,9 @@ def abuse_section() -> list[str]:
              " clients share these cores). One stack (`fashion-tagger up`, embedded Redis with"
              f" `maxmemory` {setup['redis_budget_bytes'] // 2**20} MiB), four tenants:"
              f" `shop` ({setup['clients']} clients sending single images for"
-             f" {setup['phase_s']:.0f} s, quiet then under the flood; quota override"
-             f" {setup['quotas']['shop']}), `flood` (A: a {setup['big_job_items']:,}-item zip,"
+             f" {setup['phase_s']:.0f} s, quiet then under the flood; its quota"
+             f" `requests` raised to {setup['quotas']['shop']['requests']}), `flood` (A: a"
+             f" {setup['big_job_items']:,}-item zip,"
              f" then jobs of {setup['photo_job']} back to back), `small` (B: a 16-image job"
              " every few seconds) and `hostile` (C), all on default quotas.", "",
              "| figure | value | target |", "|---|---|---|",
@@ -306,12 +307,14 @@ def abuse_section() -> list[str]:
              f" {r['redis_used_mb']['budget']:.0f} MB | under the budget:"
              f" {target(t['redis_max_used_over_budget'] < 1)} |",
              f"| B's small job: submitted -> started (a worker took it), slowest of"
-             f" {len(starts)} | {slowest_b} s (median {t['small_job_start_median_s']} s) |"
+             f" {len(starts)} | {slowest_b} s (median {t['small_job_start_median_s']:.2f} s) |"
              f" < 5 s: {target(slowest_b is not None and slowest_b < 5)} |",
              f"| A's {setup['big_job_items']:,}-item job when the flood phase ended | uploaded in"
              f" {r['flood']['big_job_upload_s']} s; {big['done']:,} done, status"
              f" `{r['flood']['big_job_status_at_end']}` | queued throughout |",
-             f"| A's later jobs | {r['flood']['photo_jobs']} | refused by its quotas |", "",
+             "| A's later jobs | " + ", ".join(f"{n} x {answer}" for answer, n in
+                                              r["flood"]["photo_jobs"].items())
+             + " | refused by its quotas |", "",
              "| hostile request | body sent / declared | answers (3 rounds) | slowest |",
              "|---|---|---|---|"]
     for row in r["hostile"]:
