@@ -278,9 +278,10 @@ class AsyncTaggerClient:
     async def model(self, version: str) -> Model:
         return Model.model_validate(await self._json(Call("GET", f"/v1/models/{version}")))
 
-    async def activate_model(self, version: str) -> Model:
-        return Model.model_validate(await self._json(Call("POST",
-                                                          f"/v1/models/{version}/activate")))
+    async def activate_model(self, version: str, force: bool = False) -> Model:
+        """Operator keys only; `force`: even if its labels differ from the active version's."""
+        return Model.model_validate(await self._json(Call(
+            "POST", f"/v1/models/{version}/activate", params={"force": "true"} if force else None)))
 
     async def download_model(self, version: str, out: IO[bytes], fmt: str = "safetensors"
                              ) -> int:

@@ -297,8 +297,10 @@ class TaggerClient:
     def model(self, version: str) -> Model:
         return Model.model_validate(self._json(Call("GET", f"/v1/models/{version}")))
 
-    def activate_model(self, version: str) -> Model:
-        return Model.model_validate(self._json(Call("POST", f"/v1/models/{version}/activate")))
+    def activate_model(self, version: str, force: bool = False) -> Model:
+        """Operator keys only; `force`: even if its labels differ from the active version's."""
+        return Model.model_validate(self._json(Call(
+            "POST", f"/v1/models/{version}/activate", params={"force": "true"} if force else None)))
 
     def download_model(self, version: str, out: IO[bytes], fmt: str = "safetensors") -> int:
         return self._download(f"/v1/models/{version}/download", {"format": fmt}, out)

@@ -291,10 +291,12 @@ def list_models(as_json: JsonOpt = False, server: ServerOpt = None,
 
 @models_app.command("activate")
 def activate_model(version: Annotated[str, typer.Argument(help="Model version")],
+                   force: Annotated[bool, typer.Option(
+                       help="Even if its labels differ from the active version's")] = False,
                    server: ServerOpt = None, api_key: ApiKeyOpt = None) -> None:
-    """Make VERSION the model the workers serve (admin)."""
+    """Make VERSION the model the workers serve (operator keys)."""
     with connect(server, api_key) as client:
-        client.activate_model(version)
+        client.activate_model(version, force=force)
     console.print(f"model {version} is active")
 
 

@@ -114,7 +114,8 @@ class TrainingRequest(BaseModel):
     seed: int = 0
     max_train_items: int | None = None
     init_from: str | None = None
-    activate: Literal["never", "if_better", "always"] = "if_better"
+    # None asks for the server's default: if_better for an operator, never for a tenant
+    activate: Literal["never", "if_better", "always"] | None = None
 
 
 class TrainingProgress(BaseModel):
