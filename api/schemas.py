@@ -52,6 +52,7 @@ class ResultItem(BaseModel):
     top_k: list[ScoredLabelPublic]
     needs_review: bool
     model_version: str | None
+    route: Literal["single", "fashion-mnist", "photo"] | None = None
     error: str | None
 
 

@@ -44,13 +44,15 @@ def model():
 def classify(image_b64: str) -> dict:
     import torch
 
-    from core.predictor import tta_logits
-    from core.preprocessing import preprocess, to_tensor
+    from core.predictions import as_batch, softmax, tta_logits
+    from core.preprocessing import preprocess
 
     net, meta = model()
-    x = to_tensor(preprocess(base64.b64decode(image_b64))).unsqueeze(0)  # (1, 1, 28, 28)
+    x = as_batch([preprocess(base64.b64decode(image_b64))])  # (1, 1, 28, 28)
     with torch.inference_mode():  # the model's own test-time augmentation, as it is served
-        probs = tta_logits(net, x, meta.tta, meta.tta_below).softmax(1)[0]
+        logits = tta_logits(lambda b: net(torch.from_numpy(b)).numpy(), x, meta.tta,
+                            meta.tta_below)
+    probs = softmax(logits)[0]
     index = int(probs.argmax())
     return {"label": meta.labels[index], "label_index": index, "confidence": float(probs[index])}
 

@@ -31,7 +31,7 @@ def data_dir_or_default(data_dir: Path | None) -> Path:
 
 
 def photos_dir_or_default(photos_dir: Path | None) -> Path:
-    return photos_dir or get_settings().fashion_mnist_dir.parent / "real-photos"
+    return photos_dir or get_settings().photos_dir
 
 
 def train(

@@ -37,6 +37,7 @@ class ResultItem(BaseModel):
     top_k: list[ScoredLabel]
     needs_review: bool
     model_version: str | None
+    route: Literal["single", "fashion-mnist", "photo"] | None = None
     error: str | None
 
 

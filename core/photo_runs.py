@@ -30,7 +30,7 @@ from core.evaluation import compute_metrics
 from core.photo_augment import worn_images
 from core.photos import SOURCES, PhotoSet, load_photo_variants, load_photos, unlicensed
 from core.plots import plot_confusion, plot_curves, plot_reliability
-from core.predictor import tta_logits
+from core.predictions import tta_logits
 from core.recipes import TrainConfig
 from core.runs import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, MODEL_FILE, RunOutput
 from core.training import CancelHook, ProgressCallback, TrainResult, evaluate, train
@@ -91,10 +91,12 @@ def build_mix(cfg: TrainConfig, fmnist_train: ImageSet, photos_root: Path
 @torch.inference_mode()
 def photo_logits(model: torch.nn.Module, photos: PhotoSet, tta: str = "none",
                  tta_below: float = 1.0) -> torch.Tensor:
-    """(N, C) logits of preprocessed photos, with the served test-time augmentation."""
+    """(N, C) logits of preprocessed photos, with the served test-time augmentation (the
+    serving code's own, core.predictions.tta_logits)."""
     model = model.eval()
-    x = photos.images.images.unsqueeze(1).float().div(255)
-    return tta_logits(lambda b: model(b).float(), x, tta, tta_below)
+    x = photos.images.images.unsqueeze(1).float().div(255).numpy()
+    logits = tta_logits(lambda b: model(torch.from_numpy(b)).float().numpy(), x, tta, tta_below)
+    return torch.from_numpy(logits)
 
 
 def photo_report(logits: torch.Tensor, photos: PhotoSet, temperature: float) -> dict:

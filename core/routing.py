@@ -6,11 +6,11 @@ move), while real photos need a model trained on what preprocessing makes of pho
 checkpoint names its partner by weights digest (`route_fashion_mnist_to` in its metadata), so
 a pair is never assembled from models that were not validated together.
 
-The worker builds one from two checkpoints:
+Built from two predictors of any backend (the worker: from two registry versions):
 
-    photo = Predictor.from_checkpoint(photo_path, **kwargs)
-    fmnist = Predictor.from_checkpoint(fmnist_path, **kwargs)
     predictor = RoutedPredictor(photo, fmnist)      # raises ValueError on a mismatched pair
+
+Torch-free, like core.predictor: the lean CPU worker routes too.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
-from core.checkpoint import ModelMeta, load_checkpoint
+from core.metadata import ModelMeta
 from core.models import PHOTO_MODEL_PATH, SHIPPED_MODEL_PATH
 from core.predictor import (
     DEFAULT_MAX_PIXELS,
@@ -33,7 +33,7 @@ from core.predictor import (
     Predictor,
     StageTimes,
 )
-from core.preprocessing import ImageDecodeError, route_and_preprocess, stack_arrays
+from core.preprocessing import ImageDecodeError, route_and_preprocess
 
 ROUTES = (FASHION_MNIST_ROUTE, PHOTO_ROUTE)
 
@@ -99,11 +99,8 @@ class RoutedPredictor:
             arrays[route].append(array)
             routes.append(route)
         preprocessed = time.perf_counter()
-        predictions = {
-            route: iter(self._model(route).predict_tensor(stack_arrays(arrays[route]), top_k,
-                                                          route))
-            for route in ROUTES
-        }
+        predictions = {route: iter(self._model(route).predict_arrays(arrays[route], top_k, route))
+                       for route in ROUTES}
         results = [r if isinstance(r, ItemError) else next(predictions[r]) for r in routes]
         times = StageTimes(preprocessed - start, time.perf_counter() - preprocessed)
         return results, times
@@ -111,16 +108,19 @@ class RoutedPredictor:
     def _model(self, route: str) -> Predictor:
         return self.fmnist if route == FASHION_MNIST_ROUTE else self.photo
 
-    def logits(self, x: torch.Tensor, route: str = PHOTO_ROUTE) -> torch.Tensor:
-        """`(N, 1, 28, 28)` already preprocessed for `route` -> that model's raw logits."""
+    def logits(self, x: Any, route: str = PHOTO_ROUTE) -> Any:
+        """`(N, 1, 28, 28)` tensor already preprocessed for `route` -> that model's raw
+        logits."""
         return self._model(route).logits(x)
 
 
 def routes_to(meta: ModelMeta, fmnist_path: Path = SHIPPED_MODEL_PATH) -> bool:
     """Whether a checkpoint is a photo model whose partner is the model at `fmnist_path`."""
+    from core.metadata import read_meta
+
     if not meta.route_fashion_mnist_to or not Path(fmnist_path).exists():
         return False
-    return load_checkpoint(fmnist_path)[1].weights_sha256 == meta.route_fashion_mnist_to
+    return read_meta(Path(fmnist_path).read_bytes()).weights_sha256 == meta.route_fashion_mnist_to
 
 
 def serving_predictor(model: Path | None = None, **kwargs) -> Predictor | RoutedPredictor:

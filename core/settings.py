@@ -28,7 +28,14 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path("var")
     fashion_mnist_dir: Path = Field(default_factory=_default_fashion_mnist_dir)
+    # The labelled real product photos (manifest.csv, images/): photo training and evaluation.
+    photos_dir: Path = Field(default_factory=lambda: _default_fashion_mnist_dir().parent
+                             / "real-photos")
     device: Device = "auto"
+    # How a worker computes logits (worker.model): onnx (onnxruntime, no torch in the process),
+    # torch (eager; the GPU worker), or auto (torch where torch and an NVIDIA device are, else
+    # onnx).
+    inference_backend: Literal["auto", "onnx", "torch"] = "auto"
     torch_threads: int = Field(default=0, ge=0, description="0 = one per available core")
 
     redis_url: str | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,7 @@ class ModelRegistry:
         self.r = client  # binary client: checkpoints are bytes
         self._register = scripts.register(client, "register_model")
         self._activate = scripts.register(client, "activate_model")
+        self._seed = scripts.register(client, "seed_models")
 
     # -- writing (workers; activation also from the API) ---------------------------------
 
@@ -110,6 +112,20 @@ class ModelRegistry:
         version = self._register(keys=[MODELS_SEQ_KEY, MODELS_INDEX_KEY, ACTIVE_MODEL_KEY],
                                  args=args)
         return version.decode() if version else None
+
+    def seed(self, models: Sequence[tuple[bytes, bytes | None, str]]) -> list[str]:
+        """Register (checkpoint, ONNX export or None, source) models into an EMPTY registry,
+        all at once, the last one active (a routed pair: its partner first). Returns the new
+        versions, or [] when the registry already has a version."""
+        if self.r.zcard(MODELS_INDEX_KEY):
+            return []  # the common case, without parsing anything; the script re-checks
+        args: list[Any] = [MODEL_PREFIX, now_iso()]
+        for checkpoint, onnx, source in models:
+            args += [source, len(checkpoint), json.dumps(checkpoint_metadata(checkpoint)),
+                     checkpoint, onnx or b""]
+        versions = self._seed(keys=[MODELS_SEQ_KEY, MODELS_INDEX_KEY, ACTIVE_MODEL_KEY],
+                              args=args)
+        return [v.decode() for v in versions] if versions else []
 
     def activate(self, version: str) -> bool:
         """Serve `version` for new jobs; False if there is no such version."""
@@ -151,6 +167,12 @@ class ModelRegistry:
             replies = pipe.execute()
         return [_record(raw, bool(onnx)) for raw, onnx in zip(replies[::2], replies[1::2],
                                                               strict=True) if raw]
+
+    def with_digest(self, weights_sha256: str) -> ModelRecord | None:
+        """The oldest version whose weights have this SHA-256 (how a photo model names the
+        model it routes Fashion-MNIST images to)."""
+        return next((r for r in self.list_versions()
+                     if r.meta.get("weights_sha256") == weights_sha256), None)
 
     def checkpoint(self, version: str) -> bytes | None:
         return self.r.get(checkpoint_key(version)) if is_version(version) else None

@@ -2,7 +2,7 @@
 
     {"index": 0, "item_id": "SKU-123", "filename": "a.jpg", "status": "ok", "label": "Sneaker",
      "label_index": 7, "confidence": 0.97, "top_k": [{"label": "Sneaker", "score": 0.97}, ...],
-     "needs_review": false, "model_version": "...", "error": null}
+     "needs_review": false, "model_version": "v2", "route": "photo", "error": null}
 
 Built here as plain dicts (stored as JSON in Redis, one per item index): the workers write
 them, and the API builds the `skipped` items of an ended job (cancelled, past its deadline,
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 # The job counter each item status adds to (store.jobs counts them as results are written).
 COUNTERS = {"ok": "done", "error": "failed", "skipped": "skipped"}
 RESULT_FIELDS = ("index", "item_id", "filename", "status", "label", "label_index", "confidence",
-                 "top_k", "needs_review", "model_version", "error")
+                 "top_k", "needs_review", "model_version", "route", "error")
 
 
 class ScoredLabelLike(Protocol):
@@ -38,7 +38,8 @@ class PredictionLike(Protocol):
 def _base(index: int, meta: dict[str, Any], status: str) -> dict[str, Any]:
     return {"index": index, "item_id": meta.get("item_id"), "filename": meta.get("filename"),
             "status": status, "label": None, "label_index": None, "confidence": None,
-            "top_k": [], "needs_review": False, "model_version": None, "error": None}
+            "top_k": [], "needs_review": False, "model_version": None, "route": None,
+            "error": None}
 
 
 def ok_result(index: int, meta: dict[str, Any], pred: PredictionLike,
@@ -49,6 +50,8 @@ def ok_result(index: int, meta: dict[str, Any], pred: PredictionLike,
         top_k=[{"label": s.label, "score": round(s.score, 6)} for s in pred.top_k],
         needs_review=review_threshold is not None and pred.confidence < review_threshold,
         model_version=model_version,
+        # Which model of a routed pair tagged it: "photo" or "fashion-mnist" ("single": one).
+        route=getattr(pred, "route", "single"),
     )
     return item
 

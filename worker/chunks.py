@@ -200,8 +200,12 @@ def classify_ready(group: list[OpenChunk], version: str, predictor_for: Predicto
             log.exception("predict_images failed for job(s) %s",
                           ", ".join(c.job_id for c in group))
     remaining = iter(predictions)
+    # Without a threshold of its own, a job flags what the model's calibration says needs a
+    # look (its `review_below`, chosen on validation).
+    default_threshold = getattr(predictor, "review_below", None)
     for c in group:
-        threshold = float(c.job["review_threshold"]) if c.job["review_threshold"] else None
+        threshold = (float(c.job["review_threshold"]) if c.job["review_threshold"]
+                     else default_threshold)
         for i, meta, _ in c.ready:
             c.results[i] = _result(i, meta, next(remaining), threshold, version, failure)
 

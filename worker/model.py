@@ -1,13 +1,23 @@
-"""The models a worker process serves, by registry version. Imports torch: only the process
-that runs tasks imports this module (lazily, see worker.tasks), never a prefork parent.
+"""The models a worker process serves, by registry version. Only the process that runs tasks
+imports this module (lazily, see worker.tasks), never a prefork parent.
 
-A worker needs nothing but Redis: a version's checkpoint is downloaded from the registry once
-and kept under <data dir>/models/{version}.safetensors (checked against the registry's weights
-digest, so a file left from another Redis is never served under a reused name).
+Two backends (TAGGER_INFERENCE_BACKEND, "auto" by default):
+- `onnx`, the CPU worker: each version's ONNX export from the registry, run by onnxruntime.
+  Torch is never imported (preprocessing, routing and post-processing are numpy), so a
+  worker process stays small;
+- `torch`, the GPU worker (and a CPU worker asked for it): the checkpoint's weights, eagerly.
+`auto` is torch where torch is installed and an NVIDIA device is present, else onnx.
+
+A worker needs nothing but Redis: what a version needs is downloaded from the registry once
+and kept under <data dir>/models/ and <data dir>/cache/onnx/ (checked against the registry's
+weights digest, so a file left from another Redis is never served under a reused name). A
+photo model that routes Fashion-MNIST-like images to a partner (core.routing) is served as
+the pair: the partner is the registry version with the digest its metadata names.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import tempfile
@@ -15,23 +25,36 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from core.checkpoint import load_checkpoint
-from core.export import cached_onnx
+from core.metadata import ModelMeta
 from core.predictor import Predictor
+from core.routing import RoutedPredictor
 from core.settings import Settings
 from store.registry import ModelRecord, ModelRegistry, RegistryError, checkpoint_metadata
 
 log = logging.getLogger(__name__)
 
 CAPACITY = 3  # versions kept loaded per process: the active one, a pinned one, the previous
+NVIDIA_DEVICE = Path("/dev/nvidiactl")
 
 
 class UnknownModel(LookupError):
     pass
 
 
+def inference_backend(settings: Settings) -> str:
+    """onnx or torch, decided without importing torch (see the module docstring)."""
+    if settings.inference_backend != "auto":
+        return settings.inference_backend
+    if settings.device == "cuda":
+        return "torch"
+    if settings.device == "cpu":
+        return "onnx"
+    has_torch = importlib.util.find_spec("torch") is not None
+    return "torch" if has_torch and NVIDIA_DEVICE.exists() else "onnx"
+
+
 class ModelCache:
-    """The last CAPACITY predictors this process used, by version, loaded on demand.
+    """The last CAPACITY servables this process used, by version, loaded on demand.
 
     A task keeps the predictor it was given until it ends, so evicting a version (or activating
     another) never changes the model of a chunk in flight.
@@ -43,32 +66,55 @@ class ModelCache:
         self.settings = settings
         self.threads = threads
         self.capacity = capacity
-        self._loaded: OrderedDict[str, Predictor] = OrderedDict()
+        self.backend = inference_backend(settings)
+        self._loaded: OrderedDict[str, Predictor | RoutedPredictor] = OrderedDict()
+        self._singles: dict[str, Predictor] = {}  # partners are shared between pairs
         self._lock = threading.Lock()  # the threads pool may ask for a version concurrently
 
-    def get(self, version: str) -> Predictor:
+    def get(self, version: str) -> Predictor | RoutedPredictor:
         with self._lock:
             predictor = self._loaded.get(version)
             if predictor is None:
                 predictor = self._load(version)
                 self._loaded[version] = predictor
                 while len(self._loaded) > self.capacity:
-                    self._loaded.popitem(last=False)
+                    evicted, _ = self._loaded.popitem(last=False)
+                    self._singles.pop(evicted, None)
             self._loaded.move_to_end(version)
             return predictor
 
-    def _load(self, version: str) -> Predictor:
+    def _load(self, version: str) -> Predictor | RoutedPredictor:
         record = self.registry.get(version)
         if record is None:
             raise UnknownModel(f"model version {version} is not in the registry")
-        model, meta = load_checkpoint(self._local_checkpoint(record))
-        onnx_dir = self.settings.data_dir / "cache" / "onnx"
-        self._ensure_onnx(record, model, meta.weights_sha256, onnx_dir)
-        predictor = Predictor(model, meta, device=self.settings.device, threads=self.threads,
-                              onnx_cache_dir=onnx_dir)
-        predictor.version = version  # results name the registry version, not the digest
+        model = self._single(record)
+        partner_digest = record.meta.get("route_fashion_mnist_to")
+        if not partner_digest:
+            return model
+        partner = self.registry.with_digest(partner_digest)
+        if partner is None:
+            raise UnknownModel(f"model version {version} routes Fashion-MNIST images to"
+                               f" weights {partner_digest[:12]}, which are not in the registry")
+        pair = RoutedPredictor(model, self._single(partner))
+        pair.version = version
+        log.info("serving %s as a pair: photos to %s, Fashion-MNIST images to %s", version,
+                 version, partner.version)
+        return pair
+
+    def _single(self, record: ModelRecord) -> Predictor:
+        if record.version in self._singles:
+            return self._singles[record.version]
+        meta = ModelMeta.model_validate(record.meta)
+        if self.backend == "onnx":
+            predictor = Predictor.from_onnx(self._onnx(record), meta, threads=self.threads)
+        else:
+            predictor = Predictor.from_checkpoint(
+                self._local_checkpoint(record).read_bytes(), device=self.settings.device,
+                backend="torch", threads=self.threads)
+        predictor.version = version = record.version  # results name the registry version
         log.info("loaded model %s (%s, %s threads, backend %s)", version, meta.arch,
                  self.threads, predictor.backend)
+        self._singles[version] = predictor
         return predictor
 
     def _local_checkpoint(self, record: ModelRecord) -> Path:
@@ -86,21 +132,32 @@ class ModelCache:
         _write_atomically(path, data)
         return path
 
-    def _ensure_onnx(self, record: ModelRecord, model, digest: str, onnx_dir: Path) -> None:
-        """Every version gets its ONNX export in the registry (downloads need it; the API has
-        no torch to make it): a trained version brings its own, a seeded one gets it from the
-        first worker that loads it. Either way the local cache is filled, so the onnx backend
-        does not export again."""
-        if not digest:
-            return
-        cached = onnx_dir / f"{digest}.onnx"
-        if record.has_onnx:
-            if not cached.is_file():
-                data = self.registry.onnx(record.version)
-                if data:
-                    _write_atomically(cached, data)
-            return
-        self.registry.put_onnx(record.version, cached_onnx(model, digest, onnx_dir))
+    def _onnx(self, record: ModelRecord) -> bytes:
+        """The version's ONNX export: from the local cache, else the registry (a trained
+        version brings its own, a seeded one its shipped file); a version registered without
+        one gets it from the first worker with torch that loads it."""
+        digest = record.meta.get("weights_sha256") or record.version
+        cached = self.settings.data_dir / "cache" / "onnx" / f"{digest}.onnx"
+        if cached.is_file():
+            return cached.read_bytes()
+        data = self.registry.onnx(record.version) if record.has_onnx else None
+        if data is None:
+            data = self._export(record)
+            self.registry.put_onnx(record.version, data)
+        _write_atomically(cached, data)
+        return data
+
+    def _export(self, record: ModelRecord) -> bytes:
+        if importlib.util.find_spec("torch") is None:
+            raise UnknownModel(
+                f"model version {record.version} has no ONNX export in the registry, and this"
+                " worker has no torch to make one: start a worker with torch once (it exports"
+                " and registers it), or register the version with its ONNX file")
+        from core.checkpoint import load_checkpoint
+        from core.export import export_onnx
+
+        model, meta = load_checkpoint(self._local_checkpoint(record))
+        return export_onnx(model, tuple(meta.input_shape))
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -26,7 +26,7 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from core.models import SHIPPED_MODEL_PATH
+from core.models import PHOTO_MODEL_PATH, SHIPPED_MODEL_PATH, onnx_beside
 from core.settings import Settings, available_cores, get_settings
 from store.connection import sync_redis
 from store.jobs import JobStore
@@ -114,13 +114,21 @@ def model_threads(app: Celery, settings: Settings) -> int:
 
 
 def seed_registry(registry: ModelRegistry, settings: Settings) -> str | None:
-    """An empty registry gets TAGGER_MODEL_PATH (else the shipped model) as its first, active
-    version; torch-free, so a prefork parent does it before any task runs."""
-    path = Path(settings.model_path or SHIPPED_MODEL_PATH)
-    version = registry.register(path.read_bytes(), f"seed:{path.name}", only_if_empty=True)
-    if version:
-        log.info("model registry was empty: seeded %s from %s", version, path)
-    return version
+    """An empty registry gets TAGGER_MODEL_PATH as its one, active version, else the shipped
+    pair: the Fashion-MNIST model (v1) and the photo model that routes to it (v2, active).
+    Each goes in with its ONNX export where one lies beside it (the lean CPU worker has no
+    torch to make one). Torch-free, so a prefork parent does it before any task runs.
+    Returns the active version when this call seeded, else None."""
+    paths = ([Path(settings.model_path)] if settings.model_path
+             else [p for p in (SHIPPED_MODEL_PATH, PHOTO_MODEL_PATH) if p.is_file()])
+    seeded = registry.seed([
+        (path.read_bytes(),
+         onnx_beside(path).read_bytes() if onnx_beside(path).is_file() else None,
+         f"seed:{path.name}") for path in paths])
+    if seeded:
+        log.info("model registry was empty: seeded %s from %s (%s active)",
+                 ", ".join(seeded), ", ".join(p.name for p in paths), seeded[-1])
+    return seeded[-1] if seeded else None
 
 
 def notify_finished(celery: Celery, job: dict[str, str] | None) -> None:

@@ -4,6 +4,10 @@ offline predictor on the same checkpoint."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import redis
 
@@ -13,6 +17,7 @@ from store.registry import ModelRegistry
 from tests.conftest import png_bytes
 
 SHIPPED = SHIPPED_MODEL_PATH.read_bytes()
+PHOTOS = Path(__file__).resolve().parent.parent / "fixtures" / "photos"
 
 
 @pytest.fixture
@@ -30,11 +35,11 @@ def offline():
                                      threads=1)
 
 
-def cache(registry: ModelRegistry, tmp_path, capacity: int = 3):
+def cache(registry: ModelRegistry, tmp_path, capacity: int = 3, backend: str = "auto"):
     from worker.model import ModelCache
 
-    return ModelCache(registry, Settings(data_dir=tmp_path, device="cpu"), threads=1,
-                      capacity=capacity)
+    settings = Settings(data_dir=tmp_path, device="cpu", inference_backend=backend)
+    return ModelCache(registry, settings, threads=1, capacity=capacity)
 
 
 def test_a_version_is_downloaded_served_and_its_onnx_shared(registry, tmp_path, offline):
@@ -57,7 +62,7 @@ def test_a_version_is_downloaded_served_and_its_onnx_shared(registry, tmp_path, 
 
 def test_lru_eviction_and_a_stale_local_file(registry, tmp_path):
     registry.register(SHIPPED, "again")  # v2: same weights, another version
-    models = cache(registry, tmp_path, capacity=1)
+    models = cache(registry, tmp_path, capacity=1, backend="torch")  # reads checkpoints
     stale = tmp_path / "models" / "v2.safetensors"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"left over from another Redis")
@@ -68,3 +73,46 @@ def test_lru_eviction_and_a_stale_local_file(registry, tmp_path):
 
     with pytest.raises(UnknownModel):
         models.get("v9")
+
+
+def test_the_shipped_pair_is_seeded_and_served_as_the_offline_pair_serves_it(redis_url,
+                                                                            tmp_path):
+    """What a new deployment serves: v1 the Fashion-MNIST model, v2 the photo model routing
+    to it (active), both with their shipped ONNX exports; the same answers, bit for bit, as
+    `fashion-tagger predict` (core.routing.serving_predictor) on the same bytes."""
+    from core.routing import RoutedPredictor, serving_predictor
+    from worker.tasks import seed_registry
+
+    registry = ModelRegistry(redis.Redis.from_url(redis_url))
+    assert seed_registry(registry, Settings()) == "v2"
+    assert [r.version for r in registry.list_versions()] == ["v1", "v2"]
+    assert registry.active() == "v2" and all(r.has_onnx for r in registry.list_versions())
+    assert seed_registry(registry, Settings()) is None  # seeded once
+    served = cache(registry, tmp_path, backend="onnx").get("v2")
+    assert isinstance(served, RoutedPredictor) and served.version == "v2"
+    offline = serving_predictor(device="cpu", backend="onnx", threads=1)
+    images = [png_bytes(i) for i in range(20)] + [
+        p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))]
+    got, expected = served.predict_images(images), offline.predict_images(images)
+    assert got == expected
+    assert {p.route for p in got} == {"fashion-mnist", "photo"}
+
+
+def test_the_onnx_backend_serves_without_importing_torch(redis_url, tmp_path):
+    """The lean CPU worker: a seeded pair loaded and used in a process that never imports
+    torch."""
+    code = f"""
+import sys, redis
+from core.settings import Settings
+from store.registry import ModelRegistry
+from worker.model import ModelCache
+from worker.tasks import seed_registry
+registry = ModelRegistry(redis.Redis.from_url({redis_url!r}))
+seed_registry(registry, Settings())
+served = ModelCache(registry, Settings(data_dir={str(tmp_path)!r}, inference_backend="onnx"),
+                    threads=1).get("v2")
+from tests.conftest import png_bytes
+assert served.predict_images([png_bytes(1)])[0].label
+sys.exit(1 if "torch" in sys.modules else 0)
+"""
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
