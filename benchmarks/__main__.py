@@ -126,11 +126,11 @@ def latency(data_dir: DataDir = None, runs: int = 7) -> None:
 def ab(baseline: Annotated[str, typer.Option(help="the git ref to compare with")],
        rounds: int = 3, data_dir: DataDir = None) -> None:
     """The service of another commit and of this checkout, alternately on one machine:
-    bulk images/s, 32-client p99 and Redis script calls per chunk; writes
-    benchmarks/results/ab.json."""
+    bulk images/s, 32-client p99, Redis script calls per chunk and inference worker memory;
+    writes benchmarks/results/ab-<baseline>.json."""
     from benchmarks.ab import run
 
-    save_result("ab", run(data_dir_or_default(data_dir), baseline, rounds))
+    save_result(f"ab-{baseline}", run(data_dir_or_default(data_dir), baseline, rounds))
 
 
 @app.command()

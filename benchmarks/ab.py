@@ -4,8 +4,9 @@ This VM's speed moves from minute to minute, so only figures measured side by si
 
 Per round and tree: the 10,000 Fashion-MNIST test PNGs as one zip through the whole stack
 (images/s, labels checked against the offline predictor), the 32-client single-image p99,
-and Redis's own count of EVALSHA calls per chunk (one per Lua script call, one round trip
-each where they are not pipelined together).
+Redis's own count of EVALSHA calls per chunk (one per Lua script call, one round trip each
+where they are not pipelined together), and the memory (RSS) of each inference worker
+process after the job.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import psutil
 import redis
 
 from benchmarks.common import REPO
@@ -33,6 +35,22 @@ def checkout(ref: str, where: Path) -> Path:
     return tree
 
 
+def worker_children_rss_mib(work: Path) -> list[float]:
+    """RSS of the processes that run the bulk chunks: the children of the stack's `inference@`
+    Celery worker (the stack of this round: its data dir is `work`)."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            env = process.info["environ"] or {}
+            if "inference@" in cmdline and env.get("TAGGER_DATA_DIR") == str(work):
+                found += [round(child.memory_info().rss / 2**20, 1)
+                          for child in process.children()]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return sorted(found)
+
+
 def one_round(tree: Path | None, pngs: list[bytes], offline: list[int], work: Path) -> dict:
     with EmbeddedRedis(work / "redis") as server:
         client = redis.Redis.from_url(server.url)
@@ -41,6 +59,7 @@ def one_round(tree: Path | None, pngs: list[bytes], offline: list[int], work: Pa
             client.config_resetstat()
             bulk = bulk_e2e(base, pngs)
             calls = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+            rss = worker_children_rss_mib(work)
             asyncio.run(classify_latencies(base, pngs, 32, 5))  # warm-up
             latencies = asyncio.run(classify_latencies(base, pngs, 32, 20))
     by_name = {item["filename"]: item["label_index"] for item in bulk["items"]}
@@ -49,6 +68,8 @@ def one_round(tree: Path | None, pngs: list[bytes], offline: list[int], work: Pa
         "e2e_bulk_img_per_s": round(len(pngs) / bulk["seconds"]),
         "single_p99_ms_32c": round(percentile(latencies, 99), 2),
         "evalsha_per_chunk": round(calls / chunks, 2),
+        "worker_child_rss_mib": rss,
+        "worker_child_rss_max_mib": max(rss) if rss else None,
         "labels_match_offline": len(by_name) == len(pngs) and all(
             by_name.get(f"{i:05d}.png") == label for i, label in enumerate(offline)),
     }
@@ -77,8 +98,10 @@ def run(data_dir: Path, baseline_ref: str, rounds: int = 3) -> dict:
                             str(tree)], capture_output=True)
 
     def medians(rows: list[dict]) -> dict:
-        return {key: statistics.median(row[key] for row in rows)
-                for key in ("e2e_bulk_img_per_s", "single_p99_ms_32c", "evalsha_per_chunk")}
+        keys = ("e2e_bulk_img_per_s", "single_p99_ms_32c", "evalsha_per_chunk",
+                "worker_child_rss_max_mib")
+        return {key: statistics.median(row[key] for row in rows if row[key] is not None)
+                for key in keys}
 
     before, after = medians(results["baseline"]), medians(results["current"])
     return {
