@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -14,7 +15,10 @@ from store.datasets import FASHION_MNIST
 ARCHITECTURE_NAMES = ("baseline", "default", "large")
 
 
-RecipeName = Literal["default-fast", "default", "baseline"]
+# core.architectures.ENSEMBLE: an ensemble of K networks of one arch (the photo model).
+ENSEMBLE = re.compile(r"[a-z]+-x[2-9]")
+
+RecipeName = Literal["default-fast", "default", "baseline", "finetune"]
 
 
 class TrainingJobCreate(BaseModel):
@@ -26,9 +30,12 @@ class TrainingJobCreate(BaseModel):
     dataset: str = Field(FASHION_MNIST, description="'fashion-mnist' or a dataset id")
     recipe: RecipeName = Field(
         "default-fast", description="default-fast: 18 epochs, about 7 min on 2 CPU cores;"
-        " default: the shipped model's 50-epoch recipe; baseline: the original project's")
+        " default: the shipped model's 50-epoch recipe; baseline: the original project's;"
+        " finetune: from `init_from`, a low decaying learning rate, weights averaged (your own"
+        " photos on the shipped photo model)")
     arch: str | None = Field(None, description=f"one of: {', '.join(ARCHITECTURE_NAMES)};"
-                                               " default: the recipe's")
+                                               " default: the recipe's, or with `init_from`"
+                                               " that model's")
     epochs: int | None = Field(None, ge=1, le=200, description="default: the recipe's")
     batch_size: int | None = Field(None, ge=8, le=4096, description="default: the recipe's")
     lr: float | None = Field(None, gt=0, le=1, description="peak learning rate; default:"
@@ -46,9 +53,14 @@ class TrainingJobCreate(BaseModel):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str | None) -> str | None:
+        if value is not None and ENSEMBLE.fullmatch(value):
+            value_base = value.rsplit("-x", 1)[0]
+            if value_base in ARCHITECTURE_NAMES:
+                return value
         if value is not None and value not in ARCHITECTURE_NAMES:
             raise ValueError(f"Unknown arch {value!r}; choose one of:"
-                             f" {', '.join(ARCHITECTURE_NAMES)}")
+                             f" {', '.join(ARCHITECTURE_NAMES)} (or NAME-xK, K = 2..9: an"
+                             " ensemble)")
         return value
 
     def resolved(self, operator: bool = True) -> TrainingJobCreate:

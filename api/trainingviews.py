@@ -37,6 +37,9 @@ def check_request(body: TrainingJobCreate, registry: ModelRegistry,
                                 f" '{FASHION_MNIST}' or an id from POST /v1/datasets")
         labels = dataset["labels"]
     if body.init_from is None:
+        if body.recipe == "finetune":
+            raise ApiError(422, "init_from: the finetune recipe starts from a model version;"
+                                " name one (see GET /v1/models)")
         return
     base = registry.get(body.init_from)
     if base is None:

@@ -85,14 +85,18 @@ class FolderProblem:
 
 
 def load_image_folder(
-    root: Path, max_pixels: int = 40_000_000
+    root: Path, max_pixels: int = 40_000_000, preprocessing: str | None = None
 ) -> tuple[ImageSet, list[FolderProblem]]:
     """An ImageFolder-style dataset: one sub-folder per class, named by its label.
 
-    Every image goes through the same photo preprocessing as served images; files that do
-    not decode are returned as problems instead of failing the whole dataset.
+    Every image goes through the preprocessing of the model it will train (`preprocessing`,
+    a core.preprocessing name; None: the Fashion-MNIST conversion), exactly as served images
+    do; files that do not decode are returned as problems instead of failing the whole
+    dataset.
     """
-    from core.preprocessing import ImageDecodeError, preprocess
+    from core.preprocessing import PREPROCESSING_VERSION, ImageDecodeError, preprocess
+
+    preprocessing = preprocessing or PREPROCESSING_VERSION
 
     classes = sorted(
         p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")
@@ -103,7 +107,8 @@ def load_image_folder(
             if path.name.startswith("."):
                 continue
             try:
-                images.append(torch.from_numpy(preprocess(path.read_bytes(), max_pixels)))
+                images.append(torch.from_numpy(preprocess(path.read_bytes(), max_pixels,
+                                                          preprocessing)))
                 targets.append(index)
             except (ImageDecodeError, OSError) as exc:
                 problems.append(FolderProblem(str(path.relative_to(root)), str(exc)))

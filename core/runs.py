@@ -71,12 +71,21 @@ def run_training(
         history=[asdict(h) for h in result.history],
         dataset={**dataset_info, "checksum": data.checksum(), "items": len(data)},
         parent=parent_summary(parent) if parent is not None else None,
+        **({name: getattr(parent, name) for name in SERVED_LIKE_PARENT}
+           if parent is not None else {}),
     )
     model_path = save_checkpoint(out_dir / MODEL_FILE, result.model, meta)
     report = {"metrics": metrics, "validation": val_metrics.model_dump() if val_metrics else None,
               "history": meta.history, "config": meta.train_config}
     (out_dir / METRICS_FILE).write_text(json.dumps(report, indent=2))
     return RunOutput(model_path, result, val_metrics)
+
+
+# A fine-tuned model is served as the model it starts from: its preprocessing and input, its
+# test-time augmentation, its calibration and review threshold (fitted for the parent; a
+# close start for a fine-tune), and the partner it routes Fashion-MNIST images to.
+SERVED_LIKE_PARENT = ("preprocessing", "input_shape", "tta", "tta_below", "temperature",
+                      "review_below", "route_fashion_mnist_to")
 
 
 def check_compatible(cfg: TrainConfig, data: ImageSet, parent: ModelMeta) -> None:

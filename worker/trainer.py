@@ -71,8 +71,11 @@ def train_and_register(client: redis.Redis, settings: Settings, job_id: str,
     """Train, export, register, maybe activate; returns the job's final fields and artifacts."""
     registry = ModelRegistry(client)
     cfg = train_config(request, settings)
-    data, dataset_info = load_data(client, settings, request["dataset"])
     init_state, parent = initial_model(registry, request.get("init_from"))
+    # The images go through the preprocessing of the model being trained (a photo model's
+    # segmentation, for one), as they will when it serves them.
+    data, dataset_info = load_data(client, settings, request["dataset"],
+                                   parent.preprocessing if parent else None)
     with tempfile.TemporaryDirectory(prefix="tagger-train-") as tmp:
         out = Path(tmp)
         # With a parent, run_training checks arch and labels again (the API did at submit).
@@ -83,7 +86,7 @@ def train_and_register(client: redis.Redis, settings: Settings, job_id: str,
                      if (out / name).exists()}
     # ONNX is made here, where torch and the trained model are at hand (the API has neither),
     # and checked against torch on training images before it is stored.
-    onnx = export_onnx(run.result.model)
+    onnx = export_onnx(run.result.model, tuple(cfg_input_shape(parent)))
     check_onnx(onnx, run.result.model, to_float(data.images[:32]))
     reporter.renew()  # a cancel that came in during export still wins: nothing registered
     if reporter.should_stop():
@@ -109,8 +112,8 @@ def train_config(request: dict[str, Any], settings: Settings) -> TrainConfig:
                                        "device": settings.device})
 
 
-def load_data(client: redis.Redis, settings: Settings, dataset: str
-              ) -> tuple[ImageSet, dict[str, Any]]:
+def load_data(client: redis.Redis, settings: Settings, dataset: str,
+              preprocessing: str | None = None) -> tuple[ImageSet, dict[str, Any]]:
     if dataset == FASHION_MNIST:
         data = load_fashion_mnist(settings.fashion_mnist_dir, "train")
         return data, {"name": FASHION_MNIST, "split": "train"}
@@ -124,13 +127,19 @@ def load_data(client: redis.Redis, settings: Settings, dataset: str
             folder = Path(tmp) / f"{label:04d}"
             folder.mkdir(exist_ok=True)
             (folder / str(n)).write_bytes(data)
-        images, problems = load_image_folder(Path(tmp), settings.max_image_pixels)
+        images, problems = load_image_folder(Path(tmp), settings.max_image_pixels,
+                                             preprocessing)
     labels = tuple(record["labels"])
     if len(images.labels) != len(labels):
         raise TrainingJobError(f"dataset {dataset}: only {len(images.labels)} of"
                                f" {len(labels)} classes have images")
     info = {"name": "dataset", "id": dataset, "unusable_images": len(problems)}
     return ImageSet(images.images, images.targets, labels), info
+
+
+def cfg_input_shape(parent: ModelMeta | None) -> list[int]:
+    """One image's (C, H, W): the parent's when fine-tuning, else the default 28x28."""
+    return list(parent.input_shape) if parent else [1, 28, 28]
 
 
 def initial_model(registry: ModelRegistry, version: str | None

@@ -56,6 +56,8 @@ def create_training_job(body: TrainingJobCreate, tenant: TenantDep, services: Se
     """Queue a training run on the `training` queue (one runs at a time). It trains with
     `core.runs.run_training`, registers a new model version and activates it per `activate`
     (operators only). 429 while the tenant has its quota of training jobs queued or running."""
+    if body.init_from and body.arch is None and (base := registry.get(body.init_from)):
+        body = body.model_copy(update={"arch": base.arch})  # a fine-tune keeps its arch
     body = body.resolved(tenant.operator)
     check_request(body, registry, datasets, tenant)
     quota = services.quota(tenant)

@@ -61,8 +61,10 @@ def test_a_recipe_fills_the_fields_a_request_leaves_out(client):
     baseline = client.post("/v1/training-jobs", json={"recipe": "baseline"}, headers=OPS).json()
     assert {k: baseline["request"][k] for k in ("arch", "epochs", "batch_size", "augment")} == {
         "arch": "baseline", "epochs": 5, "batch_size": 64, "augment": False}
-    unknown = client.post("/v1/training-jobs", json={"recipe": "finetune"}, headers=OPS)
+    unknown = client.post("/v1/training-jobs", json={"recipe": "nope"}, headers=OPS)
     assert unknown.status_code == 422 and "recipe" in unknown.json()["error"]["message"]
+    alone = client.post("/v1/training-jobs", json={"recipe": "finetune"}, headers=OPS)
+    assert alone.status_code == 422 and "init_from" in alone.json()["error"]["message"]
 
 
 def test_only_operators_activate_models(client, v1):

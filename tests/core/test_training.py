@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from core.recipes import TrainConfig, recipe
-from core.runs import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, run_training
+from core.runs import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, SERVED_LIKE_PARENT, run_training
 from core.training import TrainingCancelled, train
 
 
@@ -68,6 +68,23 @@ def test_fine_tune_starts_from_the_parent_and_records_it(tmp_path, small_train, 
     _, meta = load_checkpoint(out.model_path)
     assert meta.parent["weights_sha256"] == parent_meta.weights_sha256
     assert meta.train_config["ema_decay"] == 0.99
+
+
+def test_a_fine_tune_is_served_as_its_parent(tmp_path, small_train, tiny_model_path):
+    """A photo model fine-tuned on a merchant's photos keeps how its parent is served: its
+    preprocessing, test-time augmentation, calibration and the partner it routes to."""
+    from core.checkpoint import load_checkpoint
+
+    parent_model, parent_meta = load_checkpoint(tiny_model_path)
+    parent_meta = parent_meta.model_copy(update={
+        "preprocessing": "photo-seg-v1", "tta": "hflip", "tta_below": 0.7,
+        "temperature": 0.66, "review_below": 0.8, "route_fashion_mnist_to": "ab" * 32})
+    out = run_training(quick(epochs=1, max_train_items=200), small_train, tmp_path,
+                       {"name": "slice"}, init_state=parent_model.state_dict(),
+                       parent=parent_meta)
+    _, meta = load_checkpoint(out.model_path)
+    assert {name: getattr(meta, name) for name in SERVED_LIKE_PARENT} == {
+        name: getattr(parent_meta, name) for name in SERVED_LIKE_PARENT}
 
 
 def test_fine_tune_refuses_another_arch(tmp_path, small_train, tiny_model_path):
