@@ -34,6 +34,10 @@ from store.registry import ModelRecord, ModelRegistry, RegistryError, checkpoint
 log = logging.getLogger(__name__)
 
 CAPACITY = 3  # versions kept loaded per process: the active one, a pinned one, the previous
+# onnxruntime's arena keeps the memory of the largest batch it ran: micro-batches of 64 held a
+# worker process at 184 MiB after 10,000 images where 512 held it at 261, at the same speed
+# (measured in-process on 2 cores); the ORT forward pass is as fast at 64 as at 256.
+ONNX_MICRO_BATCH = 64
 NVIDIA_DEVICE = Path("/dev/nvidiactl")
 
 
@@ -106,7 +110,8 @@ class ModelCache:
             return self._singles[record.version]
         meta = ModelMeta.model_validate(record.meta)
         if self.backend == "onnx":
-            predictor = Predictor.from_onnx(self._onnx(record), meta, threads=self.threads)
+            predictor = Predictor.from_onnx(self._onnx(record), meta, threads=self.threads,
+                                            micro_batch=ONNX_MICRO_BATCH)
         else:
             predictor = Predictor.from_checkpoint(
                 self._local_checkpoint(record).read_bytes(), device=self.settings.device,
