@@ -124,13 +124,16 @@ def latency(data_dir: DataDir = None, runs: int = 7) -> None:
 
 @app.command()
 def ab(baseline: Annotated[str, typer.Option(help="the git ref to compare with")],
+       current: Annotated[str | None, typer.Option(
+           help="the git ref to measure against it (default: this checkout)")] = None,
        rounds: int = 3, data_dir: DataDir = None) -> None:
     """The service of another commit and of this checkout, alternately on one machine:
     bulk images/s, 32-client p99, Redis script calls per chunk and inference worker memory;
     writes benchmarks/results/ab-<baseline>.json."""
     from benchmarks.ab import run
 
-    save_result(f"ab-{baseline}", run(data_dir_or_default(data_dir), baseline, rounds))
+    name = f"ab-{baseline}" + (f"-{current}" if current else "")
+    save_result(name, run(data_dir_or_default(data_dir), baseline, rounds, current))
 
 
 @app.command()

@@ -27,9 +27,9 @@ from cli.redis_server import EmbeddedRedis
 from core.data import load_fashion_mnist
 
 
-def checkout(ref: str, where: Path) -> Path:
+def checkout(ref: str, where: Path, name: str) -> Path:
     """A detached worktree of `ref` (removed with the temporary folder it lives in)."""
-    tree = where / "baseline"
+    tree = where / name
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(tree), ref],
                    check=True, capture_output=True)
     return tree
@@ -75,27 +75,33 @@ def one_round(tree: Path | None, pngs: list[bytes], offline: list[int], work: Pa
     }
 
 
-def run(data_dir: Path, baseline_ref: str, rounds: int = 3) -> dict:
+def run(data_dir: Path, baseline_ref: str, rounds: int = 3,
+        current_ref: str | None = None) -> dict:
+    """`current_ref` None: this checkout, as it is; else that commit."""
     from core.predictor import Predictor
 
     images = load_fashion_mnist(data_dir, "test").images
     pngs = as_pngs(images)
     offline = [p.label_index for p in Predictor.default(device="cpu").predict_images(pngs)]
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short",
+                           current_ref or "HEAD"],
                           check=True, capture_output=True, text=True).stdout.strip()
     results: dict[str, list[dict]] = {"baseline": [], "current": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        tree = checkout(baseline_ref, tmp_path)
+        tree = checkout(baseline_ref, tmp_path, "baseline")
+        current = checkout(current_ref, tmp_path, "current") if current_ref else None
         try:
             for n in range(rounds):
-                for name, code in (("baseline", tree), ("current", None)):
+                for name, code in (("baseline", tree), ("current", current)):
                     work = tmp_path / f"{name}-{n}"
                     work.mkdir()
                     results[name].append(one_round(code, pngs, offline, work))
         finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                            str(tree)], capture_output=True)
+            for worktree in (tree, current):
+                if worktree is not None:
+                    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
+                                    str(worktree)], capture_output=True)
 
     def medians(rows: list[dict]) -> dict:
         keys = ("e2e_bulk_img_per_s", "single_p99_ms_32c", "evalsha_per_chunk",
