@@ -50,10 +50,11 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     && pip install --index-url "${TORCH_INDEX}" -r /build/torch.txt
 
 # The CPU inference worker: the extras in WORKER_EXTRAS, torch (CPU build) only if they name
-# it. Until worker/ serves without torch (issue 14, item 3) the default keeps `train`;
-# --build-arg WORKER_EXTRAS=worker-cpu then builds it without torch.
+# it. The worker serves each model's ONNX export with onnxruntime and never imports torch
+# (worker.model), so the default installs none; --build-arg WORKER_EXTRAS=worker-cpu,train
+# adds it (a CPU worker that can also export a version registered without its ONNX file).
 FROM base AS deps-worker-cpu
-ARG WORKER_EXTRAS=worker-cpu,train
+ARG WORKER_EXTRAS=worker-cpu
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN --mount=type=cache,target=/root/.cache/pip \
     python /build/requirements.py "${WORKER_EXTRAS}" --pyproject /build/pyproject.toml \
