@@ -120,7 +120,7 @@ def test_the_api_sums_its_processes_metrics():
 def test_the_docs_use_compose_v2():
     # `docker compose`, never the legacy `docker-compose` command (the file name is fine).
     legacy = re.compile(r"docker-compose(?!\.ya?ml)")
-    for path in ("docs/DEPLOY.md", "docker-compose.yml", "Dockerfile"):
+    for path in ("README.md", "docs/DEPLOY.md", "docker-compose.yml", "Dockerfile"):
         assert not legacy.search((REPO / path).read_text()), path
 
 
