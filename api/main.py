@@ -24,6 +24,7 @@ from api.jobviews import MAX_WAIT_S
 from api.jobwriter import write_single_jobs
 from api.limits import RequestGuardMiddleware
 from api.metrics import RequestMetricsMiddleware, create_metrics
+from api.openapi import TAGS, install_openapi, operation_id
 from api.quotas import Admission, Quotas, RequestLimiter
 from api.reaper import sweep_forever
 from api.routes import (
@@ -109,7 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     " catalogues at a time. Authenticate with `Authorization: Bearer <key>`.",
         # Starlette counts multipart parts before our own item-count check (-> 413).
         form_limits={"max_files": settings.max_items_per_job + 1},
+        openapi_tags=TAGS, generate_unique_id_function=operation_id,
     )
+    install_openapi(app)
     keys = KeyRing(settings.api_keys)
     app.state.services = Services(
         settings=settings,

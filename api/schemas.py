@@ -1,27 +1,57 @@
-"""Request and response models: the HTTP contract of docs/DESIGN.md, as pydantic models."""
+"""Request and response models: the HTTP contract of docs/DESIGN.md, as pydantic models.
+
+The examples are what the served schema shows (and what a generated client's docs show);
+tests/api/test_openapi.py checks that each one is valid for its model.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.urlcheck import url_error
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
+JOB_ID = "6f1c2a9e0b4d4e7f9a3c5b8d2e1f0a7c"
+RESULT_EXAMPLE: dict[str, Any] = {
+    "index": 0, "item_id": None, "filename": "shoes/sneaker-01.jpg", "status": "ok",
+    "label": "Sneaker", "label_index": 7, "confidence": 0.97,
+    "top_k": [{"label": "Sneaker", "score": 0.97}, {"label": "Sandal", "score": 0.02},
+              {"label": "Ankle boot", "score": 0.01}],
+    "needs_review": False, "model_version": "v2", "route": "photo", "error": None}
+JOB_EXAMPLE: dict[str, Any] = {
+    "id": JOB_ID, "kind": "bulk", "source": "archive", "status": "running",
+    "progress": {"total": 1200, "done": 640, "failed": 2, "skipped": 0},
+    "created_at": "2026-11-25T09:14:03.512+00:00",
+    "started_at": "2026-11-25T09:14:04.101+00:00", "finished_at": None,
+    "model_version": "v2", "model": None, "top_k": 3, "review_threshold": 0.6,
+    "deadline_at": None, "end_reason": None, "results_url": f"/v1/jobs/{JOB_ID}/results"}
+
+
+def examples(*values: dict[str, Any]) -> ConfigDict:
+    """A model's examples in its JSON schema."""
+    return ConfigDict(json_schema_extra={"examples": list(values)})
+
 
 class JobCreate(BaseModel):
-    """Form options of POST /v1/jobs (the images come as `files`, `archive` or `manifest`)."""
+    """A bulk job: exactly one of `files` (many images), `archive` (.zip, .tar or .tar.gz) or
+    `manifest` (CSV or JSONL of item_id,url), and these options (this model: the form fields
+    besides the parts, documented with them as one form, api.openapi)."""
 
-    top_k: int = Field(3, ge=1, le=10, description="labels per item, best first")
+    top_k: int = Field(3, ge=1, le=10, description="labels per item, best first",
+                       examples=[3])
     review_threshold: float | None = Field(
-        None, ge=0, le=1, description="items with confidence below it get needs_review=true")
-    callback_url: str | None = Field(None, description="POSTed the job summary when it ends")
-    model: str | None = Field(None, max_length=64, description="model version to pin (stored)")
+        None, ge=0, le=1, description="items with confidence below it get needs_review=true",
+        examples=[0.6])
+    callback_url: str | None = Field(None, description="POSTed the job summary when it ends",
+                                     examples=["https://shop.example/hooks/tags"])
+    model: str | None = Field(None, max_length=64, description="model version to pin (stored)",
+                              examples=["v2"])
     deadline_s: int | None = Field(
         None, ge=1, description="seconds from now: the job ends by then, and items not done"
-        " are skipped with reason `deadline`")
+        " are skipped with reason `deadline`", examples=[3600])
 
     @field_validator("callback_url", "model", mode="before")
     @classmethod
@@ -37,11 +67,15 @@ class JobCreate(BaseModel):
 
 
 class ScoredLabelPublic(BaseModel):
+    model_config = examples({"label": "Sneaker", "score": 0.97})
+
     label: str
     score: float
 
 
 class ResultItem(BaseModel):
+    model_config = examples(RESULT_EXAMPLE)
+
     index: int
     item_id: str | None
     filename: str | None
@@ -57,6 +91,8 @@ class ResultItem(BaseModel):
 
 
 class Progress(BaseModel):
+    model_config = examples(JOB_EXAMPLE["progress"])
+
     total: int
     done: int = Field(description="items tagged")
     failed: int = Field(description="items with a per-item error")
@@ -64,6 +100,8 @@ class Progress(BaseModel):
 
 
 class JobPublic(BaseModel):
+    model_config = examples(JOB_EXAMPLE)
+
     id: str
     kind: Literal["classify", "bulk"]
     source: Literal["file", "files", "archive", "manifest"]
@@ -84,16 +122,27 @@ class JobPublic(BaseModel):
 
 
 class ClassifyPublic(JobPublic):
+    model_config = examples(JOB_EXAMPLE | {
+        "kind": "classify", "source": "file", "status": "succeeded",
+        "progress": {"total": 1, "done": 1, "failed": 0, "skipped": 0},
+        "finished_at": "2026-11-25T09:14:04.163+00:00", "review_threshold": None,
+        "result": RESULT_EXAMPLE | {"filename": "sneaker.jpg"}})
+
     result: ResultItem | None = Field(
         None, description="the item's result (200); null while the job is not done (202)")
 
 
 class JobsPage(BaseModel):
+    model_config = examples({"items": [JOB_EXAMPLE], "next_cursor": "1795677243.512"})
+
     items: list[JobPublic]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next (older) page")
 
 
 class ResultsPage(BaseModel):
+    model_config = examples({"job_id": JOB_ID, "status": "running", "items": [RESULT_EXAMPLE],
+                             "next_cursor": 100})
+
     job_id: str
     status: JobStatus
     items: list[ResultItem] = Field(
@@ -102,15 +151,21 @@ class ResultsPage(BaseModel):
 
 
 class ErrorDetail(BaseModel):
+    model_config = examples({"code": "not_found", "message": "job not found"})
+
     code: str
     message: str
 
 
 class ErrorBody(BaseModel):
+    model_config = examples({"error": {"code": "not_found", "message": "job not found"}})
+
     error: ErrorDetail
 
 
 class Health(BaseModel):
+    model_config = examples({"status": "ok", "redis": True, "workers": 2})
+
     status: Literal["ok", "unavailable"]
     redis: bool | None = None
     workers: int | None = None

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.schemas import JobStatus
+from api.schemas import JobStatus, examples
 from core.recipes import recipe
 from store.datasets import FASHION_MNIST
 
@@ -20,12 +20,47 @@ ENSEMBLE = re.compile(r"[a-z]+-x[2-9]")
 
 RecipeName = Literal["default-fast", "default", "baseline", "finetune"]
 
+DATASET_EXAMPLE: dict[str, Any] = {
+    "id": "ds-4b1e9c0a7d2f", "name": "spring catalogue",
+    "created_at": "2026-11-25T08:02:11.907+00:00", "labels": ["Dress", "Sneaker"],
+    "classes": [{"label": "Dress", "count": 120}, {"label": "Sneaker", "count": 95}],
+    "total": 215, "size_bytes": 18874368}
+EPOCH_EXAMPLE: dict[str, Any] = {
+    "epoch": 3, "train_loss": 0.412, "train_accuracy": 0.861, "val_loss": 0.371,
+    "val_accuracy": 0.874, "lr": 0.0021, "elapsed_s": 61.8}
+TRAINING_REQUEST_EXAMPLE: dict[str, Any] = {
+    "dataset": "fashion-mnist", "recipe": "default-fast", "epochs": 5,
+    "max_train_items": 12000, "seed": 0, "activate": "never"}
+TRAINING_JOB_EXAMPLE: dict[str, Any] = {
+    "id": "0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a", "status": "running",
+    "request": TRAINING_REQUEST_EXAMPLE | {
+        "arch": "default", "batch_size": 128, "lr": 0.003, "augment": True, "init_from": None},
+    "progress": {"epoch": 4, "epochs": 5, "step": 40, "steps": 94, "fraction": 0.685},
+    "loss": 0.398, "accuracy": 0.866, "val_loss": 0.371, "val_accuracy": 0.874,
+    "elapsed_s": 84.2, "eta_s": 38.7, "history": [EPOCH_EXAMPLE], "model_version": None,
+    "activation": None, "error": None, "cancel_requested": False, "attempts": 1,
+    "artifacts": [], "created_at": "2026-11-25T09:30:00.004+00:00",
+    "started_at": "2026-11-25T09:30:01.250+00:00", "finished_at": None}
+MODEL_EXAMPLE: dict[str, Any] = {
+    "version": "v1", "active": False, "registered_at": "2026-11-25T17:40:02.118+00:00",
+    "source": "seed:default.safetensors", "arch": "default",
+    "labels": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+               "Sneaker", "Bag", "Ankle boot"],
+    "metrics": {"train_seconds": 1493.5, "train_items": 60000},
+    "dataset": {"name": "fashion-mnist", "split": "train", "items": 60000},
+    "train_config": {"arch": "default", "epochs": 50, "batch_size": 128, "lr": 0.003},
+    "history": [EPOCH_EXAMPLE], "weights_sha256": "9c4f...e1", "parameters": 289130,
+    "parent": None, "created_at": "2026-11-25T17:23:57.667+00:00", "size_bytes": 1161392,
+    "formats": ["safetensors", "onnx"]}
+
 
 class TrainingJobCreate(BaseModel):
     """POST /v1/training-jobs. `recipe` names the starting point (`fashion-tagger train
     --recipe`); a field given here overrides it. The job records the resolved values."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not a default
+    # extra="forbid": a misspelt field is an error, not a default
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [TRAINING_REQUEST_EXAMPLE]})
 
     dataset: str = Field(FASHION_MNIST, description="'fashion-mnist' or a dataset id")
     recipe: RecipeName = Field(
@@ -78,6 +113,8 @@ RECIPE_FIELDS = ("arch", "epochs", "batch_size", "lr", "augment")
 
 
 class TrainingProgress(BaseModel):
+    model_config = examples(TRAINING_JOB_EXAMPLE["progress"])
+
     epoch: int = Field(description="1-based; 0 before the first step")
     epochs: int
     step: int = Field(description="within the epoch")
@@ -86,6 +123,8 @@ class TrainingProgress(BaseModel):
 
 
 class EpochPublic(BaseModel):
+    model_config = examples(EPOCH_EXAMPLE)
+
     epoch: int
     train_loss: float
     train_accuracy: float
@@ -96,6 +135,8 @@ class EpochPublic(BaseModel):
 
 
 class TrainingJobPublic(BaseModel):
+    model_config = examples(TRAINING_JOB_EXAMPLE)
+
     id: str
     status: JobStatus
     request: TrainingJobCreate
@@ -119,10 +160,14 @@ class TrainingJobPublic(BaseModel):
 
 
 class TrainingJobsPage(BaseModel):
+    model_config = examples({"items": [TRAINING_JOB_EXAMPLE]})
+
     items: list[TrainingJobPublic]
 
 
 class ModelPublic(BaseModel):
+    model_config = examples(MODEL_EXAMPLE)
+
     version: str
     active: bool
     registered_at: str
@@ -145,16 +190,22 @@ class ModelPublic(BaseModel):
 
 
 class ModelsPage(BaseModel):
+    model_config = examples({"items": [MODEL_EXAMPLE], "active": "v2"})
+
     items: list[ModelPublic] = Field(description="oldest first")
     active: str | None
 
 
 class DatasetClass(BaseModel):
+    model_config = examples(DATASET_EXAMPLE["classes"][0])
+
     label: str
     count: int
 
 
 class DatasetPublic(BaseModel):
+    model_config = examples(DATASET_EXAMPLE)
+
     id: str
     name: str | None = Field(description="as given at upload")
     created_at: str
@@ -165,4 +216,6 @@ class DatasetPublic(BaseModel):
 
 
 class DatasetsPage(BaseModel):
+    model_config = examples({"items": [DATASET_EXAMPLE]})
+
     items: list[DatasetPublic]

@@ -20,7 +20,8 @@ from starlette.datastructures import UploadFile
 
 from api.deps import SECURITY_OPENAPI, Services, authenticate, services_of
 from api.jobviews import MAX_WAIT_S, is_active, result_item
-from api.schemas import ClassifyPublic, ErrorBody
+from api.openapi import error_responses
+from api.schemas import ClassifyPublic
 from api.submission import check_idempotency_key, fingerprint, single_image_spec, submit
 from api.uploads import read_image_part
 from store.events import read_single
@@ -29,7 +30,7 @@ from store.results import job_summary
 router = APIRouter(prefix="/v1", tags=["classify"])
 M = TypeVar("M", bound=BaseModel)
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 415, 422, 429, 503)}
+ERRORS = error_responses(400, 401, 413, 415, 422)
 
 
 class ClassifyQuery(BaseModel):

@@ -11,14 +11,13 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from api.datasets import read_dataset_zip
 from api.deps import DatasetStoreDep, SettingsDep, TenantDep
 from api.errors import not_found
-from api.schemas import ErrorBody
+from api.openapi import error_responses
 from api.schemas_training import DatasetPublic, DatasetsPage
 from api.trainingviews import owner_filter
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 415, 422, 429,
-                                                   503)}
+ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422)
 
 
 @router.post("", response_model=DatasetPublic, status_code=201, responses=ERRORS)

@@ -13,15 +13,15 @@ from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from api.deps import ServicesDep, StoreDep, TenantDep
 from api.errors import ApiError
 from api.jobviews import job_or_404, public
-from api.schemas import ErrorBody, JobCreate, JobPublic, JobsPage
+from api.openapi import error_responses
+from api.schemas import JobCreate, JobPublic, JobsPage
 from api.submission import check_idempotency_key, fingerprint, submit
 from api.uploads import items_from_archive, items_from_files, items_from_manifest
 from worker import names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 415, 422, 429,
-                                                   503)}
+ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422)
 
 
 @router.post("", response_model=JobPublic, status_code=202, responses=ERRORS)

@@ -12,13 +12,13 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import OperatorDep, RegistryDep, TenantDep
 from api.errors import ApiError
-from api.schemas import ErrorBody
+from api.openapi import error_responses
 from api.schemas_training import ModelPublic, ModelsPage
 from api.trainingviews import model_or_404, public_model
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
+ERRORS = error_responses(401, 403, 404, 409, 422)
 
 
 @router.get("", response_model=ModelsPage, responses=ERRORS)

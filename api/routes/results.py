@@ -14,7 +14,8 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import ServicesDep, StoreDep, StreamRedisDep, TenantDep
 from api.jobviews import job_or_404, public, result_item, visible
-from api.schemas import ErrorBody, ResultsPage
+from api.openapi import error_responses, event_stream_response
+from api.schemas import JobPublic, ResultsPage
 from api.sse import event_stream, progress_events
 from store.events import read_job, wait_job_ended
 from store.jobs import TERMINAL, JobStore
@@ -22,7 +23,7 @@ from store.results import RESULT_FIELDS
 
 router = APIRouter(prefix="/v1/jobs", tags=["results"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 422, 429, 503)}
+ERRORS = error_responses(401, 404, 422)
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -94,8 +95,9 @@ def _csv(store: JobStore, job: dict[str, str]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-@router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}},
-                                           **ERRORS})
+# StreamingResponse: the schema promises no JSON 200 (the route returns its stream itself).
+@router.get("/{job_id}/events", response_class=StreamingResponse,
+            responses=event_stream_response(JobPublic, "the job") | ERRORS)
 async def job_events(job_id: str, aredis: StreamRedisDep, tenant: TenantDep,
                      services: ServicesDep) -> StreamingResponse:
     """Server-Sent Events: `progress` (the job) whenever it changes, then one `end` event

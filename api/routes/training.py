@@ -28,7 +28,7 @@ from api.deps import (
     TrainingStoreDep,
 )
 from api.errors import ApiError, not_found
-from api.schemas import ErrorBody
+from api.openapi import error_responses, event_stream_response
 from api.schemas_training import TrainingJobCreate, TrainingJobPublic, TrainingJobsPage
 from api.sse import event_stream, progress_events
 from api.trainingviews import (
@@ -45,8 +45,7 @@ from worker import names
 
 router = APIRouter(prefix="/v1/training-jobs", tags=["training"])
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429,
-                                                   503)}
+ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422)
 
 
 @router.post("", response_model=TrainingJobPublic, status_code=202, responses=ERRORS)
@@ -127,8 +126,9 @@ def get_artifact(job_id: str, name: str, tenant: TenantDep, trainings: TrainingS
     return Response(data, media_type=media)
 
 
-@router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}},
-                                           **ERRORS})
+# StreamingResponse: the schema promises no JSON 200 (the route returns its stream itself).
+@router.get("/{job_id}/events", response_class=StreamingResponse,
+            responses=event_stream_response(TrainingJobPublic, "the training job") | ERRORS)
 async def training_events(job_id: str, tenant: TenantDep, aredis: StreamRedisDep,
                           trainings: TrainingStoreDep, services: ServicesDep
                           ) -> StreamingResponse:
