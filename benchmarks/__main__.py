@@ -74,24 +74,30 @@ def photos(
     part: Annotated[str, typer.Option(help="accuracy | learning-curve | throughput | all")] = (
         "accuracy"),
     data_dir: DataDir = None,
-    photos_dir: Annotated[Path | None, typer.Option(help="the real-photos folder")] = None,
+    photos_dir: Annotated[Path | None, typer.Option(
+        help="the real-photos folder (default: TAGGER_PHOTOS_DIR)")] = None,
     compare: Annotated[Path | None, typer.Option(
         help="accuracy: also score this photo model (trained on all of real-photos train;"
              " not shipped)")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="learning-curve: epochs of each fine-tune (default: the finetune recipe's)")] = None,
+    train_fallback: Annotated[bool, typer.Option(
+        help="learning-curve: where the API refuses a training job, run the same training in"
+             " this process, register it and score it through the service (recorded)")] = False,
 ) -> None:
-    """Real product photos via `fashion-tagger predict`: per class / per source accuracy,
-    calibration, Fashion-MNIST test through the same path; writes photos-<part>.json."""
-    from benchmarks.photos import PARTS, PLANNED
+    """Real product photos: accuracy and calibration via `fashion-tagger predict`; the
+    own-photos learning curve and real-photo throughput through `fashion-tagger up`; writes
+    photos-<part>.json."""
+    from benchmarks.photos import PARTS
 
     names = list(PARTS) if part == "all" else [part]
-    if part in PLANNED:
-        raise typer.BadParameter(f"part {part!r} is not written yet", param_hint="--part")
     if any(name not in PARTS for name in names):
         raise typer.BadParameter(f"choose one of: {', '.join(PARTS)}, all", param_hint="--part")
     root = data_dir_or_default(data_dir)
-    photos_root = photos_dir or root.parent / "real-photos"
+    photos_root = photos_dir or get_settings().photos_dir
     for name in names:
-        save_result(f"photos-{name}", PARTS[name](root, photos_root, compare=compare))
+        save_result(f"photos-{name}", PARTS[name](root, photos_root, compare=compare,
+                                                  epochs=epochs, train_fallback=train_fallback))
 
 
 @app.command()

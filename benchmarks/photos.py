@@ -8,7 +8,10 @@ benchmarks/results/photos-<part>.json:
   and reliability diagram on real-photos val; Fashion-MNIST test through the same command;
   the shipped Fashion-MNIST model alone on the photos (the figure before this work); and a
   model trained on all of real-photos train (`--compare`, weights not shipped).
-- `learning-curve`, `throughput`: through the service; not written yet (PLANNED lists them).
+- `learning-curve`: fine-tuning through the API on k own photos per class, each version
+  scored on real-photos val through the service (benchmarks/photos_curve.py).
+- `throughput`: the val photos as one zip through the service against the in-process
+  predictor on the same bytes, and where the time goes (benchmarks/photos_service.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import torch
 
 from benchmarks.accuracy import write_test_pngs
 from benchmarks.common import REPO, RESULTS_DIR, Timer, fashion_tagger_cmd
+from benchmarks.photos_curve import learning_curve
+from benchmarks.photos_service import throughput
 from core.calibration import cross_fit
 from core.checkpoint import load_checkpoint
 from core.labels import FASHION_MNIST_LABELS
@@ -134,6 +139,6 @@ def accuracy(data_dir: Path, photos_dir: Path, compare: Path | None = None, **_o
 # name -> part(data_dir, photos_dir, **options) -> figures; `all` runs these in order
 PARTS: dict[str, Callable[..., dict]] = {
     "accuracy": accuracy,
+    "learning-curve": learning_curve,
+    "throughput": throughput,
 }
-# Parts through the service (issue 2/5, items 3 and 4), to be added to PARTS when written.
-PLANNED = ("learning-curve", "throughput")

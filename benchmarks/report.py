@@ -201,75 +201,6 @@ def training_api_section() -> list[str]:
     return lines
 
 
-def photos_section() -> list[str]:
-    r = load("photos-accuracy")
-    if r is None:
-        return []
-    v, fm, m = r["photos_val"], r["fmnist_test"], r["model"]
-    before = r["before_shipped_fmnist_model_alone"]
-    review = v.get("review") or {}
-    held = v["calibration_held_out_2fold"]
-    lines = ["## Real product photos (issue 2/5)", "",
-             f"Command: `{r['command']}` ({measured(r)}), which runs `{r['predict_command']}`"
-             " and the same `predict` on the 10,000 Fashion-MNIST test PNGs. By default"
-             " `predict` serves the shipped pair: each image that looks like Fashion-MNIST goes"
-             " to `core/models/default.safetensors`, every other image (a photo) to"
-             f" `core/models/photo.safetensors` (preprocessing `{m['preprocessing']}`, tta"
-             f" `{m['tta']}`, trained on photo sources {m['photo_sources']} only). How it was"
-             " chosen: [docs/PHOTOS.md](docs/PHOTOS.md).", "",
-             "| figure | value | target |", "|---|---|---|",
-             f"| real-photos val accuracy ({v['count']} photos) | **{pct(v['accuracy'])}** |"
-             f" >= 85%: {target(v['accuracy'] >= 0.85)} |",
-             f"| lowest class | {pct(v['min_class'])} | >= 60%: {target(v['min_class'] >= 0.6)} |",
-             f"| Fashion-MNIST test ({fm['images']} PNGs, routes {fm['routes']}) |"
-             f" **{pct(fm['accuracy'])}** | >= 94.5%: {target(fm['accuracy'] >= 0.945)} |"]
-    if review.get("unflagged_accuracy") is not None:
-        ok = review["unflagged_accuracy"] >= 0.95 and review["unflagged_share"] >= 0.6
-        lines.append(f"| at the default review threshold ({review['review_below']}): unflagged"
-                     f" share / their accuracy | {pct(review['unflagged_share'])} /"
-                     f" {pct(review['unflagged_accuracy'])} | >= 60% / >= 95%: {target(ok)} |")
-    if held.get("accuracy_unflagged") is not None:
-        lines.append(f"| the same, held out (2-fold on val: fitted on one half, measured on"
-                     f" the other) | {pct(held['coverage'])} /"
-                     f" {pct(held['accuracy_unflagged'])} | an honest estimate |")
-    lines += [f"| before: the shipped Fashion-MNIST model alone on the photos |"
-              f" {pct(before['accuracy'])} | |", ""]
-    lines += ["| class | accuracy |", "|---|---|"]
-    lines += [f"| {k} | {pct(x)} |" for k, x in v["per_class"].items()]
-    lines += ["", "| source | photos | accuracy |", "|---|---|---|"]
-    lines += [f"| {k} | {v['per_source_count'][k]} | {pct(x)} |"
-              for k, x in v["per_source"].items()]
-    lines += ["", f"Confusion matrix: [{r['confusion_png']}]({r['confusion_png']});"
-              f" reliability diagram (ECE {v['ece']:.3f}):"
-              f" [{r['reliability_png']}]({r['reliability_png']}).", "",
-              "Accuracy against coverage (results with confidence >= threshold are not"
-              " flagged):", "", "| threshold | not flagged | their accuracy |", "|---|---|---|"]
-    for row in v["coverage"]:
-        if round(row["threshold"] * 100) % 10 == 0 or row["threshold"] == review.get(
-                "review_below"):
-            acc = pct(row["accuracy"]) if row["accuracy"] is not None else "-"
-            lines.append(f"| {row['threshold']:.2f} | {pct(row['coverage'])} | {acc} |")
-    comp = r.get("all_photos_not_shipped")
-    if comp is not None:
-        c = comp["photos_val"]
-        lines += ["", "What licensed data is worth: the same recipe trained on all of"
-                  f" real-photos train (sources {comp['model']['photo_sources']}; weights not"
-                  " shipped, they include photos with no licence):", "",
-                  "| model | val | lowest class | " + " | ".join(c["per_source"]) + " |",
-                  "|---|---|---|" + "---|" * len(c["per_source"]),
-                  f"| shipped (CC0 photos only) | {pct(v['accuracy'])} | {pct(v['min_class'])} | "
-                  + " | ".join(pct(v["per_source"][k]) for k in c["per_source"]) + " |",
-                  f"| all train photos (not shipped) | {pct(c['accuracy'])} |"
-                  f" {pct(c['min_class'])} | "
-                  + " | ".join(pct(x) for x in c["per_source"].values()) + " |"]
-        rc = c.get("review")
-        if rc and rc.get("unflagged_accuracy") is not None:
-            lines += ["", f"At its own review threshold ({rc['review_below']}, fitted on val the"
-                      f" same way) it leaves {pct(rc['unflagged_share'])} of val unflagged,"
-                      f" {pct(rc['unflagged_accuracy'])} of them correct."]
-    return lines + [""]
-
-
 def abuse_section() -> list[str]:
     r = load("abuse")
     if r is None:
@@ -332,6 +263,8 @@ def abuse_section() -> list[str]:
 
 
 def write_report(path: Path = REPO / "BENCHMARKS.md") -> Path:
+    from benchmarks.report_photos import photos_section  # it uses this module's helpers
+
     results = [load(p.stem) for p in sorted(RESULTS_DIR.glob("*.json"))]
     # install-size.json records its machine as a string (the platform): not a CPU to list
     machines = {json.dumps(r["machine"], sort_keys=True) for r in results
