@@ -18,7 +18,7 @@ ARCHITECTURE_NAMES = ("baseline", "default", "large")
 # core.architectures.ENSEMBLE: an ensemble of K networks of one arch (the photo model).
 ENSEMBLE = re.compile(r"[a-z]+-x[2-9]")
 
-RecipeName = Literal["default-fast", "default", "baseline", "finetune"]
+RecipeName = Literal["default-fast", "default", "baseline", "finetune", "photo-finetune"]
 
 DATASET_EXAMPLE: dict[str, Any] = {
     "id": "ds-4b1e9c0a7d2f", "name": "spring catalogue",
@@ -66,8 +66,9 @@ class TrainingJobCreate(BaseModel):
     recipe: RecipeName = Field(
         "default-fast", description="default-fast: 18 epochs, about 7 min on 2 CPU cores;"
         " default: the shipped model's 50-epoch recipe; baseline: the original project's;"
-        " finetune: from `init_from`, a low decaying learning rate, weights averaged (your own"
-        " photos on the shipped photo model)")
+        " finetune: from `init_from`, a low decaying learning rate, weights averaged;"
+        " photo-finetune: your own labelled photos on the photo model (`init_from` it), the"
+        " same in small batches for at least 2,400 steps")
     arch: str | None = Field(None, description=f"one of: {', '.join(ARCHITECTURE_NAMES)};"
                                                " default: the recipe's, or with `init_from`"
                                                " that model's")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from api.auth import Tenant
 from api.errors import ApiError, not_found
 from api.schemas_training import ModelPublic, TrainingJobCreate, TrainingJobPublic
-from core.labels import FASHION_MNIST_LABELS
+from core.labels import FASHION_MNIST_LABELS, match_labels
 from store.datasets import FASHION_MNIST, DatasetStore
 from store.registry import ModelRecord, ModelRegistry
 from store.training import TrainingStore, lease_expired, training_summary
@@ -37,9 +37,9 @@ def check_request(body: TrainingJobCreate, registry: ModelRegistry,
                                 f" '{FASHION_MNIST}' or an id from POST /v1/datasets")
         labels = dataset["labels"]
     if body.init_from is None:
-        if body.recipe == "finetune":
-            raise ApiError(422, "init_from: the finetune recipe starts from a model version;"
-                                " name one (see GET /v1/models)")
+        if body.recipe in ("finetune", "photo-finetune"):
+            raise ApiError(422, f"init_from: the {body.recipe} recipe starts from a model"
+                                " version; name one (see GET /v1/models)")
         return
     base = registry.get(body.init_from)
     if base is None:
@@ -48,9 +48,11 @@ def check_request(body: TrainingJobCreate, registry: ModelRegistry,
     if base.arch != body.arch:
         raise ApiError(422, f"init_from: {base.version} is arch {base.arch!r}, not"
                             f" {body.arch!r}")
-    if base.labels != labels:
-        raise ApiError(422, f"init_from: {base.version} has labels {base.labels}; dataset"
-                            f" {body.dataset} has {labels}")
+    try:  # a dataset's classes are its folders, sorted: matched to the model's labels
+        match_labels(base.labels, labels)
+    except ValueError as exc:
+        raise ApiError(422, f"init_from: {base.version}'s labels and dataset {body.dataset}'s"
+                            f" classes differ: {exc}") from None
 
 
 def training_or_404(store: TrainingStore, job_id: str, tenant: Tenant) -> dict[str, str]:

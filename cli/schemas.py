@@ -106,7 +106,8 @@ class TrainingRequest(BaseModel):
     """A training job's request, with the recipe's values filled in by the server."""
 
     dataset: str = "fashion-mnist"
-    recipe: Literal["default-fast", "default", "baseline", "finetune"] = "default-fast"
+    recipe: Literal["default-fast", "default", "baseline", "finetune", "photo-finetune"] = (
+        "default-fast")
     arch: str | None = None
     epochs: int | None = None
     batch_size: int | None = None

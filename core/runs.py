@@ -49,6 +49,7 @@ def run_training(
         train_set, val_set = data, None
     if parent is not None:
         check_compatible(cfg, data, parent)
+    cfg = cfg.for_train_items(len(train_set))
     result = train(cfg, train_set, val_set, on_progress, should_stop, init_state)
 
     val_metrics = None

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import torch
 from celery.exceptions import SoftTimeLimitExceeded
 
 from core.checkpoint import ModelMeta, load_checkpoint_bytes
 from core.data import ImageSet, load_fashion_mnist, load_image_folder
 from core.export import check_onnx, export_onnx
+from core.labels import match_labels
 from core.recipes import TrainConfig, recipe
 from core.runs import CONFUSION_FILE, CURVES_FILE, METRICS_FILE, run_training
 from core.settings import Settings
@@ -74,8 +76,7 @@ def train_and_register(client: redis.Redis, settings: Settings, job_id: str,
     init_state, parent = initial_model(registry, request.get("init_from"))
     # The images go through the preprocessing of the model being trained (a photo model's
     # segmentation, for one), as they will when it serves them.
-    data, dataset_info = load_data(client, settings, request["dataset"],
-                                   parent.preprocessing if parent else None)
+    data, dataset_info = load_data(client, settings, request["dataset"], parent)
     with tempfile.TemporaryDirectory(prefix="tagger-train-") as tmp:
         out = Path(tmp)
         # With a parent, run_training checks arch and labels again (the API did at submit).
@@ -113,7 +114,10 @@ def train_config(request: dict[str, Any], settings: Settings) -> TrainConfig:
 
 
 def load_data(client: redis.Redis, settings: Settings, dataset: str,
-              preprocessing: str | None = None) -> tuple[ImageSet, dict[str, Any]]:
+              parent: ModelMeta | None = None) -> tuple[ImageSet, dict[str, Any]]:
+    """The training images, preprocessed as the model being trained preprocesses (the
+    parent's preprocessing when fine-tuning), and with a parent, labelled in its label order
+    (a dataset's classes are its folders, sorted: core.labels.match_labels pairs them)."""
     if dataset == FASHION_MNIST:
         data = load_fashion_mnist(settings.fashion_mnist_dir, "train")
         return data, {"name": FASHION_MNIST, "split": "train"}
@@ -128,13 +132,21 @@ def load_data(client: redis.Redis, settings: Settings, dataset: str,
             folder.mkdir(exist_ok=True)
             (folder / str(n)).write_bytes(data)
         images, problems = load_image_folder(Path(tmp), settings.max_image_pixels,
-                                             preprocessing)
+                                             parent.preprocessing if parent else None)
     labels = tuple(record["labels"])
     if len(images.labels) != len(labels):
         raise TrainingJobError(f"dataset {dataset}: only {len(images.labels)} of"
                                f" {len(labels)} classes have images")
     info = {"name": "dataset", "id": dataset, "unusable_images": len(problems)}
-    return ImageSet(images.images, images.targets, labels), info
+    if parent is None:
+        return ImageSet(images.images, images.targets, labels), info
+    try:
+        order = torch.tensor(match_labels(parent.labels, labels))
+    except ValueError as exc:
+        raise TrainingJobError(f"dataset {dataset}: {exc}") from exc
+    info["classes"] = {name: parent.labels[i] for name, i in zip(labels, order.tolist(),
+                                                                  strict=True)}
+    return ImageSet(images.images, order[images.targets], tuple(parent.labels)), info
 
 
 def cfg_input_shape(parent: ModelMeta | None) -> list[int]:

@@ -137,9 +137,26 @@ def test_init_from_must_have_the_labels_of_the_dataset(client, r, v1):
     dataset = DatasetStore(r).create("ops", ["circle", "square"], [(0, b"a"), (1, b"b")])
     response = client.post("/v1/training-jobs", headers=OPS,
                            json={"dataset": dataset["id"], "init_from": v1})
-    assert response.status_code == 422 and "has labels" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    assert response.status_code == 422 and "classes that name no label" in message
+    assert "T-shirt_top for T-shirt/top" in message  # how to name a folder for that label
     ok = client.post("/v1/training-jobs", headers=OPS, json={"dataset": dataset["id"]})
     assert ok.status_code == 202 and ok.json()["request"]["dataset"] == dataset["id"]
+
+
+def test_a_merchants_photos_fine_tune_the_model_whatever_their_folders_order(client, r, v1):
+    """A dataset's classes are its folder names, sorted; `T-shirt/top` cannot be a folder
+    name. Both match the model's labels, and the photo recipe is filled in."""
+    folders = sorted(["T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"])
+    dataset = DatasetStore(r).create("ops", folders, [(i, b"x") for i in range(10)])
+    response = client.post("/v1/training-jobs", headers=OPS, json={
+        "dataset": dataset["id"], "recipe": "photo-finetune", "init_from": v1,
+        "activate": "never"})
+    assert response.status_code == 202, response.text
+    request = response.json()["request"]
+    assert (request["recipe"], request["arch"], request["batch_size"]) == (
+        "photo-finetune", "default", 8)
 
 
 def test_cancel_a_queued_job_and_then_409(client):
