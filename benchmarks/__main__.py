@@ -79,11 +79,6 @@ def photos(
     compare: Annotated[Path | None, typer.Option(
         help="accuracy: also score this photo model (trained on all of real-photos train;"
              " not shipped)")] = None,
-    epochs: Annotated[int | None, typer.Option(
-        help="learning-curve: epochs of each fine-tune (default: the finetune recipe's)")] = None,
-    train_fallback: Annotated[bool, typer.Option(
-        help="learning-curve: where the API refuses a training job, run the same training in"
-             " this process, register it and score it through the service (recorded)")] = False,
 ) -> None:
     """Real product photos: accuracy and calibration via `fashion-tagger predict`; the
     own-photos learning curve and real-photo throughput through `fashion-tagger up`; writes
@@ -96,8 +91,7 @@ def photos(
     root = data_dir_or_default(data_dir)
     photos_root = photos_dir or get_settings().photos_dir
     for name in names:
-        save_result(f"photos-{name}", PARTS[name](root, photos_root, compare=compare,
-                                                  epochs=epochs, train_fallback=train_fallback))
+        save_result(f"photos-{name}", PARTS[name](root, photos_root, compare=compare))
 
 
 @app.command()
@@ -132,14 +126,17 @@ def latency(data_dir: DataDir = None, runs: int = 7) -> None:
 def ab(baseline: Annotated[str, typer.Option(help="the git ref to compare with")],
        current: Annotated[str | None, typer.Option(
            help="the git ref to measure against it (default: this checkout)")] = None,
+       question: Annotated[str, typer.Option(
+           help="what the comparison answers (recorded, shown in BENCHMARKS.md)")] = "",
        rounds: int = 3, data_dir: DataDir = None) -> None:
     """The service of another commit and of this checkout, alternately on one machine:
     bulk images/s, 32-client p99, Redis script calls per chunk and inference worker memory;
-    writes benchmarks/results/ab-<baseline>.json."""
+    writes benchmarks/results/ab-<baseline>[-<current>].json."""
     from benchmarks.ab import run
 
     name = f"ab-{baseline}" + (f"-{current}" if current else "")
-    save_result(name, run(data_dir_or_default(data_dir), baseline, rounds, current))
+    save_result(name, {"question": question,
+                       **run(data_dir_or_default(data_dir), baseline, rounds, current)})
 
 
 @app.command()
@@ -166,6 +163,19 @@ def abuse(
     from benchmarks.abuse import run
 
     save_result("abuse", run(data_dir_or_default(data_dir), phase_s, big_job_items, keep))
+
+
+@app.command("install-size")
+def install_size(
+    roles: Annotated[str, typer.Option(help="the extras to install, comma-separated")] = (
+        "client,api,flower,worker-cpu,train,all"),
+    work: Annotated[Path, typer.Option(help="where the venvs are made")] = Path("/tmp/ft-size"),
+) -> None:
+    """Installed size of each role's extra, each in a fresh venv (stands in for image sizes
+    where no container engine runs); each venv runs its role's entry point."""
+    from benchmarks.install_size import install_sizes
+
+    save_result("install-size", install_sizes(roles.split(","), work))
 
 
 @app.command(name="all")

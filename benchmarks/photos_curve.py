@@ -6,7 +6,7 @@ photos per class drawn from real-photos train (any source: these weights are nev
 nested samples, fixed seed; never the val split):
 
 1. `POST /v1/datasets`: a zip of class folders named as the active photo model's labels
-   (GET /v1/models);
+   (GET /v1/models; `T-shirt_top` for `T-shirt/top`);
 2. `POST /v1/training-jobs {"dataset", "recipe": "finetune", "init_from": <active>,
    "activate": "never"}`, followed to its end;
 3. that version scored on all of real-photos val through the service: one zip to
@@ -14,21 +14,12 @@ nested samples, fixed seed; never the val split):
 
 The untouched active version (v2, the shipped photo model) is scored the same way as k = 0.
 
-Two curves, each fine-tune asked for in the request (no other field changed):
-- `recipe`: the finetune recipe as it is (10 epochs, batch 128; `epochs` overrides);
-- `steps`: batch 8 (the smallest the API takes) and, per k, the epochs that make about 2,400
-  optimizer steps. The recipe averages the weights (EMA, decay 0.999, from the first step), so
-  after n steps the served weights still hold 0.999^n of the first step's: with the recipe's
-  10 epochs of batch 128, 99% at k = 10 (10 steps) and 92% at k = 100 (80 steps): that curve
-  measures the average's inertia more than the photos. At ~2,400 steps the share is ~9%, the
-  same for every k, so this curve varies the photos alone. Chosen from that arithmetic, not on
-  val (one run, no search).
-
-`train_fallback`: where step 2 is refused, the same training is run in this process instead
-(the worker's own config, initial model and `core.runs.run_training`; the photos in class
-folders named by the parent's label index, as worker.trainer writes them), its version
-registered in the stack's registry and scored through the service like the others. Every
-such point records the API's refusal; it is never taken silently.
+Two curves, one per recipe a request may name (nothing else in the request changes):
+- `finetune`: the general fine-tuning recipe (10 epochs, batch 128, a weight average of decay
+  0.999 from the first step). On 100-1,000 photos that is 10-80 optimizer steps, after which
+  the served weights still hold 0.999^(n-1) of the first step's: 92-99% the start;
+- `photo-finetune`: the recipe for a merchant's photos: the same in batches of 8 for at least
+  2,400 steps (core.recipes: epochs follow the dataset's size), ~9% of the start for every k.
 """
 
 from __future__ import annotations
@@ -51,11 +42,10 @@ from cli.redis_server import EmbeddedRedis
 from core.photo_eval import photo_records
 from core.photos import SOURCES, PhotoRecord, read_manifest, select
 from core.recipes import recipe
-from core.settings import get_settings
 
 K_VALUES = (10, 30, 100)
 SEED = 0
-STEPS_BATCH, STEPS = 8, 2400  # the `steps` curve
+CURVES = ("finetune", "photo-finetune")  # the recipes the requests name
 VAL_FRACTION = 1 / 12  # core.recipes.TrainConfig.val_fraction: held out of each dataset
 CURVE_PNG = "photos-learning-curve.png"
 OPERATOR_KEY = "bench-curve-operator"  # TAGGER_API_KEYS=key:tenant:operator
@@ -79,15 +69,6 @@ def sample_per_class(records: Sequence[PhotoRecord], ks: Sequence[int], seed: in
     return {k: [r for label in sorted(by_class) for r in by_class[label][:k]] for k in ks}
 
 
-def epochs_for_steps(k: int, classes: int, steps: int, batch: int,
-                     val_fraction: float = VAL_FRACTION, most: int = 200) -> int:
-    """Epochs that make about `steps` optimizer steps on k photos per class, of which
-    core.data.train_val_split holds round(k * val_fraction) per class out (`most`: the API's
-    upper bound on epochs)."""
-    train_items = classes * (k - round(k * val_fraction))
-    return max(1, min(most, round(steps / math.ceil(train_items / batch))))
-
-
 def ema_start_share(steps: int, decay: float | None) -> float:
     """The weight the EMA of `steps` optimizer steps still gives the weights after the first
     (torch's AveragedModel copies them at its first update, then averages with `decay`)."""
@@ -95,13 +76,13 @@ def ema_start_share(steps: int, decay: float | None) -> float:
 
 
 def dataset_members(sample: Sequence[PhotoRecord], labels: Sequence[str]) -> list[tuple[str, str]]:
-    """(zip member name, photo file) pairs: `<label>/<file name>`, the class folder named
-    exactly as the model's label, as a retailer would name it."""
-    return [(f"{labels[r.label_index]}/{Path(r.file).name}", r.file) for r in sample]
+    """(zip member name, photo file) pairs: `<label>/<file name>`, the class folder named as
+    the model's label with a "/" (which a folder cannot hold) as "_": `T-shirt_top`."""
+    return [(f"{labels[r.label_index].replace('/', '_')}/{Path(r.file).name}", r.file)
+            for r in sample]
 
 
-def learning_curve(data_dir: Path, photos_dir: Path, epochs: int | None = None,
-                   train_fallback: bool = False, **_options) -> dict:
+def learning_curve(data_dir: Path, photos_dir: Path, **_options) -> dict:
     samples = sample_per_class(read_manifest(photos_dir), K_VALUES, SEED)
     val = photo_records(photos_dir, "val")
     val_names = [member_name(i, r) for i, r in enumerate(val)]
@@ -123,31 +104,29 @@ def learning_curve(data_dir: Path, photos_dir: Path, epochs: int | None = None,
                            "val": score_items(val, val_names, scored["items"], None),
                            "score_wall_s": round(scored["seconds"], 1),
                            "wall_s": round(time.perf_counter() - start, 1)})
-            classes = len(parent["labels"])
-            curves = {"recipe": {k: {"epochs": epochs} if epochs else {} for k in K_VALUES},
-                      "steps": {k: {"batch_size": STEPS_BATCH, "epochs": epochs_for_steps(
-                          k, classes, STEPS, STEPS_BATCH)} for k in K_VALUES}}
-            for curve, fields in curves.items():
+            for curve in CURVES:
                 for k in K_VALUES:
-                    point = one_k(client, server.url, k, samples[k], parent, photos_dir,
-                                  fields[k], train_fallback, val, val_names, val_zip)
+                    point = one_k(client, k, samples[k], parent, photos_dir, curve, val,
+                                  val_names, val_zip)
                     points.append({"curve": curve, **point})
                     print(f"learning curve {curve} k={k}:"
                           f" {point.get('val', {}).get('accuracy')}", flush=True)
     figures = {"parent": {key: parent[key] for key in ("version", "arch", "labels",
                                                        "weights_sha256", "source")},
-               "seed": SEED, "k_values": list(K_VALUES), "epochs_requested": epochs,
-               "steps_curve": {"batch_size": STEPS_BATCH, "steps": STEPS},
-               "train_fallback": train_fallback, "val_photos": len(val),
+               "seed": SEED, "k_values": list(K_VALUES),
+               "recipes": {name: recipe(name).model_dump(include={
+                   "epochs", "batch_size", "lr", "schedule", "ema_decay", "min_steps"})
+                   for name in CURVES},
+               "val_photos": len(val),
                "points": points, "wall_s": round(whole.seconds, 1),
                "plot": f"benchmarks/results/{CURVE_PNG}"}
     plot_curve(points, RESULTS_DIR / CURVE_PNG)
     return figures
 
 
-def one_k(client: httpx.Client, redis_url: str, k: int, sample: list[PhotoRecord],
-          parent: dict, photos_dir: Path, fields: dict, train_fallback: bool,
-          val: list[PhotoRecord], val_names: list[str], val_zip: bytes) -> dict:
+def one_k(client: httpx.Client, k: int, sample: list[PhotoRecord], parent: dict,
+          photos_dir: Path, curve: str, val: list[PhotoRecord], val_names: list[str],
+          val_zip: bytes) -> dict:
     start = time.perf_counter()
     point: dict = {"k": k, "photos": len(sample),
                    "train_sources": dict(Counter(r.source for r in sample))}
@@ -156,8 +135,8 @@ def one_k(client: httpx.Client, redis_url: str, k: int, sample: list[PhotoRecord
     upload = client.post("/v1/datasets", data={"name": f"learning-curve k={k}"},
                          files={"archive": (f"k{k}.zip", photos_zip(members), "application/zip")})
     point["dataset"] = answer(upload, ("id", "labels", "total"))
-    request = {"dataset": point["dataset"].get("id"), "recipe": "finetune",
-               "init_from": parent["version"], "activate": "never", "seed": SEED, **fields}
+    request = {"dataset": point["dataset"].get("id"), "recipe": curve,
+               "init_from": parent["version"], "activate": "never", "seed": SEED}
     version, why = None, f"POST /v1/datasets answered {upload.status_code}"
     if upload.status_code == 201:
         with Timer() as t:
@@ -173,20 +152,16 @@ def one_k(client: httpx.Client, redis_url: str, k: int, sample: list[PhotoRecord
                                  "epochs": len(job["history"])}
             version = job["model_version"]
             why = f"the training job ended {job['status']}"
-    if version is None and train_fallback and point["dataset"].get("id"):
-        version, point["training"] = train_in_process(redis_url, request, sample,
-                                                      photos_dir, parent["arch"])
-        point["training"]["path"] = f"in-process ({why})"
+    point["outcome"] = why
     if version is not None:
         record = client.get(f"/v1/models/{version}").json()
         point["version"] = version
         point["model_metrics"] = {key: record["metrics"].get(key) for key in (
             "train_items", "val_items", "val_accuracy", "train_seconds")}
-        used = point["training"].get("request") or point["training"]["config"]
         steps = point["training"]["epochs"] * math.ceil(
-            point["model_metrics"]["train_items"] / used["batch_size"])
+            point["model_metrics"]["train_items"] / recipe(curve).batch_size)
         point["optimizer_steps"] = steps
-        point["ema_start_share"] = round(ema_start_share(steps, recipe("finetune").ema_decay), 3)
+        point["ema_start_share"] = round(ema_start_share(steps, recipe(curve).ema_decay), 3)
         scored = run_zip_job(client, val_zip, model=version)
         point["val"] = score_items(val, val_names, scored["items"], None)
         point["score_wall_s"] = round(scored["seconds"], 1)
@@ -202,46 +177,6 @@ def answer(response: httpx.Response, keep: Sequence[str]) -> dict:
     return {"status_code": response.status_code, "error": body.get("error", body)}
 
 
-def train_in_process(redis_url: str, request: dict, sample: list[PhotoRecord],
-                     photos_dir: Path, arch: str) -> tuple[str, dict]:
-    """worker.trainer.train_and_register for `request`, in this process, with the photos in
-    class folders named by the parent's label index (the order of its labels), as the
-    worker writes a dataset out before core.data.load_image_folder reads it."""
-    import redis
-
-    from core.data import ImageSet, load_image_folder
-    from core.export import check_onnx, export_onnx
-    from core.runs import run_training
-    from core.training import to_float
-    from store.registry import ModelRegistry
-    from worker.trainer import cfg_input_shape, initial_model, train_config
-
-    settings = get_settings()
-    registry = ModelRegistry(redis.Redis.from_url(redis_url))
-    with Timer() as t, tempfile.TemporaryDirectory(prefix="curve-") as tmp:
-        cfg = train_config({**request, "arch": arch}, settings)  # as the API fills it in
-        init_state, parent = initial_model(registry, request["init_from"])
-        for n, r in enumerate(sample):
-            folder = Path(tmp) / "data" / f"{r.label_index:04d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{n}{Path(r.file).suffix}").write_bytes((photos_dir / r.file).read_bytes())
-        images, problems = load_image_folder(Path(tmp) / "data", settings.max_image_pixels,
-                                             parent.preprocessing)
-        data = ImageSet(images.images, images.targets, tuple(parent.labels))
-        run = run_training(cfg, data, Path(tmp) / "run",
-                           {"name": "dataset", "id": request["dataset"],
-                            "unusable_images": len(problems)}, None, None, init_state, parent)
-        checkpoint = run.model_path.read_bytes()
-        onnx = export_onnx(run.result.model, tuple(cfg_input_shape(parent)))
-        check_onnx(onnx, run.result.model, to_float(data.images[:32]))
-        version = registry.register(checkpoint, "benchmark:photos-learning-curve", onnx)
-    assert version is not None
-    return version, {"path": "in-process", "wall_s": round(t.seconds, 1),
-                     "epochs": cfg.epochs, "config": {key: getattr(cfg, key) for key in (
-                         "arch", "epochs", "batch_size", "lr", "schedule", "ema_decay",
-                         "val_fraction", "seed", "augment")}}
-
-
 def plot_curve(points: list[dict], path: Path) -> Path:
     """Val accuracy against k (photos per class), overall and per source, one panel per
     curve; k = 0 (the shipped photo model) starts each."""
@@ -251,7 +186,7 @@ def plot_curve(points: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     start = [p for p in points if p["k"] == 0 and "val" in p]
-    curves = sorted({p["curve"] for p in points if p["k"]}, key=["recipe", "steps"].index)
+    curves = sorted({p["curve"] for p in points if p["k"]}, key=CURVES.index)
     fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4.5), sharey=True,
                              squeeze=False)
     for ax, curve in zip(axes[0], curves, strict=True):

@@ -263,10 +263,12 @@ def abuse_section() -> list[str]:
 
 
 def write_report(path: Path = REPO / "BENCHMARKS.md") -> Path:
-    from benchmarks.report_photos import photos_section  # it uses this module's helpers
+    # they use this module's helpers
+    from benchmarks.report_ab import ab_section, install_size_section
+    from benchmarks.report_chaos import chaos_section
+    from benchmarks.report_photos import photos_section
 
     results = [load(p.stem) for p in sorted(RESULTS_DIR.glob("*.json"))]
-    # install-size.json records its machine as a string (the platform): not a CPU to list
     machines = {json.dumps(r["machine"], sort_keys=True) for r in results
                 if r and isinstance(r.get("machine"), dict)}
     machine = "; ".join(
@@ -276,6 +278,7 @@ def write_report(path: Path = REPO / "BENCHMARKS.md") -> Path:
     body = [HEADER.format(machine=machine), *training_section(), *accuracy_section(),
             *inference_section(), *service_section(), *latency_section(),
             *worker_tuning_section(),
-            *training_api_section(), *photos_section(), *abuse_section()]
+            *training_api_section(), *photos_section(), *chaos_section(), *abuse_section(),
+            *ab_section(), *install_size_section()]
     path.write_text("\n".join(body).rstrip() + "\n")
     return path

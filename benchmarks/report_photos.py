@@ -85,14 +85,13 @@ def photos_curve_lines() -> list[str]:
     if r is None:
         return []
     points, parent = r["points"], r["parent"]
-    trained = [p for p in points if p["k"]]
     lines = ["### Own photos: the learning curve", "",
              f"Command: `{r['command']}` ({measured(r)}; {r['wall_s'] / 60:.1f} min in all)."
              " On a fresh `fashion-tagger up` (embedded Redis, an operator key), for each k:"
              " k labelled photos per class from real-photos train (every source: these weights"
              f" are not shipped; nested samples, seed {r['seed']}; never the val split) zipped"
              " as class folders named as the model's labels and sent to `POST /v1/datasets`,"
-             f" then `POST /v1/training-jobs {{\"recipe\": \"finetune\", \"init_from\":"
+             f" then `POST /v1/training-jobs {{\"recipe\": <curve>, \"init_from\":"
              f" \"{parent['version']}\", \"activate\": \"never\"}}`, and the version it"
              f" registers scored on all {r['val_photos']} real-photos val photos through the"
              " service (one zip to `POST /v1/jobs` with `model=<version>`, each result's label"
@@ -100,44 +99,29 @@ def photos_curve_lines() -> list[str]:
              " photo model) scored the same way. The fine-tune holds 1/12 of the k photos out"
              " for its own validation (the recipe's `val_fraction`), so it trains on the rest.",
              ""]
-    refused = [p for p in trained if p.get("training", {}).get("path") != "api"]
-    if refused:
-        p = refused[0]
-        error = (p.get("training_answer") or p["dataset"]).get("error") or {}
-        which = "every k" if len(refused) == len(trained) else ", ".join(
-            f"k = {q['k']}" for q in refused)
-        code = p.get("training_answer", p["dataset"])["status_code"]
-        fallback = ("Those versions were trained by the benchmark in its own process instead"
-                    " (`--train-fallback`: the worker's config, initial model and"
-                    " `core.runs.run_training`, the photos in folders by label index as the"
-                    " worker writes them), registered in the stack's registry and scored"
-                    " through the service like the others." if "training" in p else
-                    "No version was trained (`--train-fallback` trains them in the"
-                    " benchmark's process instead).")
-        lines += [f"**The service path failed** for {which}: the API answered {code}"
-                  f" (`{error.get('code')}`: \"{error.get('message')}\"). The dataset's"
-                  f" labels as the API stored them: {p['dataset'].get('labels')}; the"
-                  f" model's: {parent['labels']}. {fallback}", ""]
+    failed = [p for p in points if p["k"] and "val" not in p]
+    for p in failed:
+        lines += [f"**No version for {p['curve']}, k = {p['k']}**: {p['outcome']}"
+                  f" ({p.get('training_answer') or p['dataset']}).", ""]
     sources = list(points[0]["val"]["per_source"])
-    lines += ["| curve | k (photos per class) | version | training | epochs x batch |"
-              " optimizer steps | EMA share of the first step's weights | trained on / held"
-              " out | training wall time | whole step | val accuracy | lowest class |"
+    lines += ["| curve | k (photos per class) | version | epochs x batch | optimizer steps |"
+              " EMA share of the first step's weights | trained on / held out |"
+              " training wall time | whole step | val accuracy | lowest class |"
               " needs review | unflagged correct | " + " | ".join(sources) + " |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(sources)]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(sources)]
     for p in points:
         v, t, m = p.get("val"), p.get("training", {}), p.get("model_metrics", {})
         if v is None:
-            lines.append(f"| {p['curve']} | {p['k']} | - | {t.get('path', 'refused')} |"
-                         f" | | | | | {p['wall_s']} s | - | | | |" + " |" * len(sources))
+            lines.append(f"| {p['curve']} | {p['k']} | - | | | | | | {p['wall_s']} s | - |"
+                         " | | |" + " |" * len(sources))
             continue
-        used = t.get("request") or t.get("config") or {}
-        shape = f"{t['epochs']} x {used['batch_size']}" if t else "-"
+        shape = (f"{t['epochs']} x {r['recipes'][p['curve']]['batch_size']}" if t else "-")
         held = f"{m['train_items']} / {m['val_items']}" if m else "-"
         share = pct(p["ema_start_share"]) if "ema_start_share" in p else "-"
         wall = f"{t['wall_s']} s" if t else "-"
         lines.append(
-            f"| {p['curve']} | {p['k']} | {p['version']} | {t.get('path', '-').split(' (')[0]}"
-            f" | {shape} | {p.get('optimizer_steps', '-')} | {share} | {held} | {wall} |"
+            f"| {p['curve']} | {p['k']} | {p['version']} | {shape}"
+            f" | {p.get('optimizer_steps', '-')} | {share} | {held} | {wall} |"
             f" {p['wall_s']} s | **{pct(v['accuracy'])}** | {pct(v['min_class'])} |"
             f" {pct(v['needs_review_share'])} |"
             f" {pct(v['unflagged_accuracy']) if v.get('unflagged_accuracy') is not None else '-'}"
@@ -149,17 +133,19 @@ def photos_curve_lines() -> list[str]:
     for label in scored[0]["val"]["per_class"]:
         lines.append(f"| {label} | " + " | ".join(pct(p["val"]["per_class"][label])
                                                  for p in scored) + " |")
+    recipes = r["recipes"]
+    pf = recipes["photo-finetune"]
     lines += ["", f"Plot: [{r['plot']}]({r['plot']}). \"whole step\": upload, training and"
               " scoring of one k; \"needs review\": the share of val results the service"
               " flagged (`needs_review`; a fine-tuned version keeps its parent's temperature"
               " and threshold), \"unflagged correct\": the accuracy of the others."
-              " Curve `recipe`: the finetune recipe as a request leaves it. Curve `steps`:"
-              f" batch {r['steps_curve']['batch_size']} and about"
-              f" {r['steps_curve']['steps']:,} optimizer steps for every k (epochs set per k"
-              " in the request): the recipe's weight average (EMA, decay 0.999) keeps"
-              " 0.999^(steps - 1) of the first step's weights, so with few steps it serves"
-              " nearly the starting model whatever the photos; equal steps let the photos"
-              " alone vary. Chosen from that arithmetic, one run, no search on val.", ""]
+              f" Curve `finetune`: the general recipe ({recipes['finetune']['epochs']} epochs,"
+              f" batch {recipes['finetune']['batch_size']}); its weight average (EMA, decay"
+              f" {recipes['finetune']['ema_decay']}) keeps decay^(steps - 1) of the first"
+              " step's weights, so on a few hundred photos it serves nearly the starting"
+              f" model. Curve `photo-finetune`: batch {pf['batch_size']} and at least"
+              f" {pf['min_steps']:,} optimizer steps whatever k (epochs follow the dataset's"
+              " size), chosen from that arithmetic, one run, no search on val.", ""]
     return lines
 
 

@@ -12,7 +12,6 @@ import pytest
 from benchmarks.photos_curve import (
     dataset_members,
     ema_start_share,
-    epochs_for_steps,
     sample_per_class,
 )
 from benchmarks.photos_service import (
@@ -23,7 +22,7 @@ from benchmarks.photos_service import (
     stage_totals,
     worker_stages,
 )
-from core.labels import FASHION_MNIST_LABELS
+from core.labels import FASHION_MNIST_LABELS, match_labels
 from core.photos import SOURCES, PhotoRecord
 
 
@@ -54,19 +53,14 @@ def test_a_class_without_enough_train_photos_is_an_error():
         sample_per_class(records(), (20,), seed=0)
 
 
-def test_dataset_folders_are_the_model_labels():
+def test_dataset_folders_are_one_level_each_naming_the_model_labels():
     sample = sample_per_class(records(), (1,), seed=0)[1]
     members = dataset_members(sample, FASHION_MNIST_LABELS)
-    assert [name.rsplit("/", 1)[0] for name, _ in members] == list(FASHION_MNIST_LABELS)
+    folders = [name.split("/") for name, _ in members]
+    assert all(len(parts) == 2 for parts in folders)
+    assert folders[0][0] == "T-shirt_top"
+    assert match_labels(FASHION_MNIST_LABELS, [f for f, _ in folders]) == list(range(10))
     assert all(name.endswith(file.rsplit("/", 1)[1]) for name, file in members)
-
-
-def test_epochs_for_steps_counts_the_held_out_photos_and_the_api_bounds():
-    # k = 100: 92 of each class train (8 held out), 920 / 8 = 115 steps per epoch
-    assert epochs_for_steps(100, 10, 2400, 8) == 21
-    assert epochs_for_steps(30, 10, 2400, 8) == 69  # 28 train per class: 35 steps
-    assert epochs_for_steps(10, 10, 2400, 8) == 200  # 9 per class: 12 steps, 200 epochs
-    assert epochs_for_steps(10, 10, 10**6, 8) == 200 and epochs_for_steps(100, 10, 1, 128) == 1
 
 
 def test_the_ema_keeps_the_first_steps_weights_by_decay_per_later_step():

@@ -5,34 +5,34 @@ base image plus what pip installs (the code itself is under 1 MB beside it). Eac
 also proves its extra is enough for that role's entry point (`import api.main` with no torch,
 the client command, flower's Celery app).
 
-    python deploy/install_size.py [--roles api,all] [--work /tmp/ft-size]
+    python -m benchmarks install-size [--roles api,all] [--work /tmp/ft-size]
         -> benchmarks/results/install-size.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks.common import REPO
+
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "core", "store", "worker", "api", "cli")
-OUT = REPO / "benchmarks" / "results" / "install-size.json"
 BARE_VENV = ("pip", "setuptools")  # what `python -m venv` brings: not the role's
 
-# What each role's process must be able to do with only its extra installed; None where the
-# role has no runnable entry point yet (the torch-free CPU worker: issue 14, item 3).
-ROLE_CHECKS: dict[str, str | None] = {
+ROLES = ("client", "api", "flower", "worker-cpu", "train", "all")
+# What each role's process must be able to do with only its extra installed.
+ROLE_CHECKS: dict[str, str] = {
     "client": "import cli.client, cli.remote, sys; assert 'torch' not in sys.modules",
     "api": "import api.main, sys; assert 'torch' not in sys.modules",
     "flower": "import worker.app, flower, sys; assert 'torch' not in sys.modules",
-    "worker-cpu": None,
+    "worker-cpu": "import worker.tasks, worker.model, core.predictor, onnxruntime, sys;"
+                  " assert 'torch' not in sys.modules",
     "train": "import worker.tasks, core.training, torch",
     "all": "import api.main, worker.tasks, torch",
 }
@@ -61,8 +61,10 @@ def largest_distributions(python: Path, top: int = 8) -> list[dict[str, object]]
         "        size += os.path.getsize(p) if os.path.isfile(p) else 0\n"
         "    out.append((d.metadata['Name'], d.version, size))\n"
         "print(json.dumps(sorted(out, key=lambda t: -t[2])))\n")
+    # Run from the venv, not from this checkout: an editable install here is a second copy.
     rows = json.loads(subprocess.run([str(python), "-c", code], check=True,
-                                     capture_output=True, text=True).stdout)
+                                     cwd=python.parents[2], capture_output=True,
+                                     text=True).stdout)
     rows = [row for row in rows if row[0] not in BARE_VENV]
     return [{"name": n, "version": v, "mib": round(s / 2**20, 1)} for n, v, s in rows[:top]]
 
@@ -98,14 +100,9 @@ def measure(role: str, work: Path, source: Path) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--roles", default="client,api,flower,worker-cpu,train,all")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/ft-size"))
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    source = args.work / "src"  # a copy: pip builds in the source tree otherwise
+def install_sizes(roles: Sequence[str], work: Path) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    source = work / "src"  # a copy: pip builds in the source tree otherwise
     shutil.rmtree(source, ignore_errors=True)
     source.mkdir()
     for name in SOURCES:
@@ -114,22 +111,13 @@ def main() -> None:
             shutil.copytree(src, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, source / name)
-    results = [measure(role, args.work, source) for role in args.roles.split(",")]
+    results = [measure(role, work, source) for role in roles]
     for row in results:
         print(f"{row['extra']:>11}: {row['installed_mib']:>8} MiB  torch={row['has_torch']}"
               f"  check={row['entry_point_result']}", flush=True)
-    args.out.write_text(json.dumps({
-        "what": "site-packages bytes a fresh venv gains from `pip install '.[extra]'`"
-                " (pip and setuptools of the bare venv excluded)",
-        "command": "python deploy/install_size.py",
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "torch_build_note": "torch==2.14.1 as pip resolves it here: the PyPI build with its"
-                            " CUDA 13 libraries (nvidia-*); a CPU wheel would be smaller",
-        "results": results,
-    }, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    return {"what": "site-packages bytes a fresh venv gains from `pip install '.[extra]'`"
+                    " (pip and setuptools of the bare venv excluded)",
+            "torch_build_note": "torch==2.14.1 as pip resolves it here: the PyPI build with"
+                                " its CUDA 13 libraries (nvidia-*); a CPU wheel would be"
+                                " smaller",
+            "results": results}
