@@ -1,4 +1,5 @@
-// Training (admin keys): queue a run, follow it, show its plots; upload a dataset.
+// Training (any key; activating needs an operator's): queue a run, follow it, show its
+// plots; upload a dataset.
 import { apiJson, authImage, streamEvents } from "./api.js";
 import { $, clearError, isActive, pct, shortId, showError } from "./ui.js";
 
@@ -7,12 +8,16 @@ let trainingStream = null;
 
 function trainingRequest(form) {
   const data = new FormData(form);
+  // an empty field is left out, so the recipe (or the server's default) supplies it
+  const text = (name) => data.get(name) || null;
   const number = (name) => (data.get(name) === "" ? null : Number(data.get(name)));
   const request = {
-    dataset: data.get("dataset"), arch: data.get("arch"), epochs: number("epochs"),
-    batch_size: number("batch_size"), lr: number("lr"), seed: number("seed"),
-    max_train_items: number("max_train_items"), init_from: data.get("init_from") || null,
-    augment: data.get("augment") === "on", activate: data.get("activate"),
+    dataset: data.get("dataset"), recipe: data.get("recipe"), arch: text("arch"),
+    epochs: number("epochs"), batch_size: number("batch_size"), lr: number("lr"),
+    seed: number("seed"), max_train_items: number("max_train_items"),
+    init_from: text("init_from"),
+    augment: data.get("augment") === "" ? null : data.get("augment") === "on",
+    activate: text("activate"),
   };
   return Object.fromEntries(Object.entries(request).filter(([, v]) => v !== null));
 }
