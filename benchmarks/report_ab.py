@@ -26,7 +26,12 @@ def ab_section() -> list[str]:
              " predictor; 32 clients sending single images; Redis's own EVALSHA count; the"
              " RSS of each inference worker child after the job). Each cell: the median, then"
              " every round. This VM's speed moves from minute to minute: compare rounds, not"
-             " runs.", ""]
+             " runs. EVALSHA counts every script call while the job runs, each its own round"
+             " trip unless pipelined, the reaper's sweeps included (which made 4b6bbca's vary);"
+             " from 4fe2ce1 on, the API's chunk write is a script (`add_chunk.lua`, which keeps"
+             " the usage counters exact) where it was a pipelined MULTI, so it counts one call"
+             " more per chunk for the same round trip: per chunk, 3 round trips now (write,"
+             " start, record) against 4 at e5e83ba.", ""]
     for r in runs:
         rounds = r["per_round"]
         lines += [f"### {r['baseline_ref']} -> {r['current_ref']}"
