@@ -33,7 +33,7 @@ ROLE_CHECKS: dict[str, str] = {
     "flower": "import worker.app, flower, sys; assert 'torch' not in sys.modules",
     "worker-cpu": "import worker.tasks, worker.model, core.predictor, onnxruntime, sys;"
                   " assert 'torch' not in sys.modules",
-    "train": "import worker.tasks, core.training, torch",
+    "train": "import worker.tasks, worker.trainer, core.runs, core.training, torch",
     "all": "import api.main, worker.tasks, torch",
 }
 
