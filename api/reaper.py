@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 import redis
 from celery import Celery
@@ -18,17 +19,11 @@ from worker.names import send_recovered
 log = logging.getLogger(__name__)
 
 
-def sweep_once(reaper: Reaper, celery: Celery) -> None:
-    sweep = reaper.sweep()
-    if sweep is not None:
-        send_recovered(celery, sweep)
-
-
 async def sweep_forever(reaper: Reaper, celery: Celery) -> None:
     while True:
         await asyncio.sleep(reaper.interval_s)
         try:
-            await run_in_threadpool(sweep_once, reaper, celery)
+            await run_in_threadpool(reaper.sweep_and_send, partial(send_recovered, celery))
         except (redis.RedisError, OperationalError) as exc:  # Redis away: next time
             log.warning("reaper sweep failed: %s", exc)
         except Exception:  # a bug must not stop the sweeps for good

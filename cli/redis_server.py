@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-PREFERRED_PORT = 6380
+PREFERRED_PORT: int | None = 6380  # `make run`'s embedded Redis, when free
 
 
 def redis_server_binary() -> str:

@@ -27,6 +27,7 @@ from store.keys import (
     LEASES_KEY,
     METRICS_JOBS_ACTIVE_KEY,
     METRICS_JOBS_KEY,
+    RESENDS_KEY,
     UPLOADING_KEY,
     USAGE_KEY,
     WEBHOOK_OUTBOX_KEY,
@@ -337,9 +338,16 @@ class JobStore:
     def requeue(self, job_id: str, chunk: int, interrupted: bool) -> tuple[str, int] | None:
         """(the queue to send the chunk to again, its tenant's queued items ahead of it: its
         priority), or None: it is not pending in an active job, or a worker holds an
-        unexpired lease on it. `interrupted` counts towards giving it up (its holder died)."""
-        reply = self._run(self._requeue, job_id, args=[chunk, job_id, int(interrupted)])
+        unexpired lease on it. `interrupted` counts towards giving it up (its holder died).
+        A chunk to send again stays in RESENDS_KEY until `resent` confirms its send."""
+        reply = self._run(self._requeue, job_id, keys=[RESENDS_KEY],
+                          args=[chunk, job_id, int(interrupted)])
         return (reply[0].decode(), int(reply[1])) if reply else None
+
+    def resent(self, chunks: Sequence[tuple[str, int]]) -> None:
+        """Confirm that these chunks, which `requeue` returned, were sent."""
+        if chunks:
+            self.r.zrem(RESENDS_KEY, *(lease_member(job_id, chunk) for job_id, chunk in chunks))
 
     def chunks_inputs(self, chunks: Sequence[tuple[str, int, int]]) -> list[ChunkInputs]:
         """For each (job_id, chunk, chunk_size), in one round trip: the chunk's item metadata,

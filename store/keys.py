@@ -19,6 +19,8 @@ What the reaper watches (store.recovery; entries leave when their job ends):
     tagger:jobs:deadlines         zset    job id -> its deadline (unix)
     tagger:chunks:leases          zset    "{job id}:{chunk}" -> lease expiry (unix), renewed
                                           by the worker process running the chunk
+    tagger:chunks:resends         zset    "{job id}:{chunk}" -> when the reaper decided to
+                                          send it again, until its sender confirms the send
     tagger:webhooks:outbox        zset    job id -> when its webhook is due (until delivered)
     tagger:usage                  hash    what the queues hold now, kept exact by the scripts
                                           that change it: "{tenant}|active_jobs" (bulk jobs
@@ -90,6 +92,9 @@ ACTIVE_JOBS_KEY = f"{PREFIX}:jobs:active"
 UPLOADING_KEY = f"{PREFIX}:jobs:uploading"
 DEADLINES_KEY = f"{PREFIX}:jobs:deadlines"
 LEASES_KEY = f"{PREFIX}:chunks:leases"
+# Chunks the reaper decided to send again whose send nobody confirmed yet: a sweep whose sends
+# failed (the broker away) or whose process died leaves them for a later sweep.
+RESENDS_KEY = f"{PREFIX}:chunks:resends"
 WEBHOOK_OUTBOX_KEY = f"{PREFIX}:webhooks:outbox"
 REAPER_LOCK_KEY = f"{PREFIX}:reaper:lock"
 # Deliveries the reaper has already sent again (delivery tag -> when), so each is resent once.

@@ -7,17 +7,22 @@ process tries; one wins), in this order:
 1. after a Redis restart (its run_id changed since the last sweep), every pending chunk of an
    active job that no live lease covers is queued again: the last second of writes before the
    crash (a task message, a result, an ack) may be gone, and a chunk run twice is harmless;
-2. a chunk whose lease lapsed (its worker died, or lost Redis for a whole lease) is queued
+2. a chunk this reaper decided to send again a lease ago whose send was never confirmed (the
+   broker was away, or the sweeping process died) is decided again;
+3. a chunk whose lease lapsed (its worker died, or lost Redis for a whole lease) is queued
    again, counting as an interruption towards giving it up (worker.chunks.MAX_ATTEMPTS);
    and a chunk delivered to a worker more than a lease ago that never started it (the broker
    still holds it unacknowledged, and no lease covers it: a worker that died with it
    reserved) is queued again once per delivery;
-3. a job past its deadline ends, its unprocessed items skipped;
-4. an upload that stopped writing for `upload_stall_s` (its API died) ends `failed`, and its
+4. a job past its deadline ends, its unprocessed items skipped;
+5. an upload that stopped writing for `upload_stall_s` (its API died) ends `failed`, and its
    Idempotency-Key is freed for a retry;
-5. a webhook still undelivered `webhook_grace_s` after it was last tried is sent again.
+6. a webhook still undelivered `webhook_grace_s` after it was last tried is sent again.
 
-The store decides; the caller sends the tasks (store/ knows no Celery): see `Sweep`.
+The store decides; the caller sends the tasks (store/ knows no Celery) and confirms the chunks
+it sent: see `Reaper.sweep_and_send`. Until confirmed, a decision is kept in Redis
+(`store.keys.RESENDS_KEY`, written by the script that decides), so no decision is lost with a
+failed send.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from store.keys import (
     LEASES_KEY,
     REAPER_LOCK_KEY,
     REDIS_RUN_ID_KEY,
+    RESENDS_KEY,
     RESENT_DELIVERIES_KEY,
     UPLOADING_KEY,
     WEBHOOK_OUTBOX_KEY,
@@ -74,6 +80,7 @@ class Sweep:
     webhooks: list[str] = field(default_factory=list)  # job ids
     ended: list[tuple[str, str]] = field(default_factory=list)  # (job id, reason)
     restarted: bool = False  # Redis restarted since the last sweep
+    _queued: set[tuple[str, int]] = field(default_factory=set, repr=False, compare=False)
 
 
 class Reaper:
@@ -89,6 +96,17 @@ class Reaper:
         self.webhook_grace_s = webhook_grace_s
         self.token = uuid.uuid4().hex
 
+    def sweep_and_send(self, send: Callable[[Sweep], None], now: float | None = None
+                       ) -> Sweep | None:
+        """One sweep, its findings queued by `send`, then the chunks sent confirmed; None when
+        another process swept within this interval. A `send` that raises confirms nothing: a
+        sweep a lease later decides those chunks again."""
+        found = self.sweep(now)
+        if found is not None:
+            send(found)
+            self.store.resent([(again.job_id, again.chunk) for again in found.chunks])
+        return found
+
     def sweep(self, now: float | None = None) -> Sweep | None:
         """One sweep, or None when another process swept within this interval."""
         if not self.r.set(REAPER_LOCK_KEY, self.token, nx=True,
@@ -96,24 +114,33 @@ class Reaper:
             return None
         now = now or time.time()
         found = Sweep()
-        if self._redis_restarted():
+        run_id = self.r.info("server")["run_id"]
+        seen = self.r.get(REDIS_RUN_ID_KEY)
+        # The very first sweep on a Redis only records it: a new deployment has lost nothing,
+        # and queueing its queued chunks again would run them twice.
+        if seen is not None and seen.decode() != run_id:
             found.restarted = True
-            found.chunks += self._reconcile()
+            self._reconcile(found)
+        if seen is None or found.restarted:  # recorded once reconciled: a sweep cut short redoes it
+            self.r.set(REDIS_RUN_ID_KEY, run_id)
+        for member in self._due(RESENDS_KEY, now - self.lease_s):
+            job_id, chunk = parse_lease_member(member)
+            if self._queue_again(found, job_id, chunk, interrupted=False):
+                log.warning("chunk %s of job %s was to be queued again a lease ago and its send"
+                            " was never confirmed; queued again", chunk, job_id)
         unstarted = self._stale_deliveries(now)
         for member in self._due(LEASES_KEY, now):
             job_id, chunk = parse_lease_member(member)
-            if again := self.store.requeue(job_id, chunk, interrupted=True):
+            if self._queue_again(found, job_id, chunk, interrupted=True):
                 log.warning("chunk %s of job %s lost its worker; queued again", chunk, job_id)
-                found.chunks.append(Resend(job_id, chunk, *again))
                 self._resent(unstarted.pop((job_id, chunk), []), now)
         for (job_id, chunk), tags in unstarted.items():
             # Delivered a lease ago and not running: unless a lease covers it (it did start,
             # and runs), its worker died holding it. Not an interruption: it never ran.
-            if again := self.store.requeue(job_id, chunk, interrupted=False):
+            if self._queue_again(found, job_id, chunk, interrupted=False):
                 log.warning("chunk %s of job %s was delivered to a worker that never started"
                             " it; queued again", chunk, job_id)
-                found.chunks.append(Resend(job_id, chunk, *again))
-                self._resent(tags, now)
+            self._resent(tags, now)
         for index, reason, cutoff in ((DEADLINES_KEY, "deadline", now),
                                       (UPLOADING_KEY, "upload interrupted",
                                        now - self.upload_stall_s)):
@@ -132,6 +159,17 @@ class Reaper:
             self.store.webhook_due(job_id, now)  # the next resend, if this one fails too
             found.webhooks.append(job_id)
         return found
+
+    def _queue_again(self, found: Sweep, job_id: str, chunk: int, interrupted: bool) -> bool:
+        """Adds the chunk to this sweep's resends when the store decides it must be sent again
+        (once per sweep, whichever step finds it first)."""
+        if (job_id, chunk) in found._queued:
+            return False
+        if again := self.store.requeue(job_id, chunk, interrupted=interrupted):
+            found.chunks.append(Resend(job_id, chunk, *again))
+            found._queued.add((job_id, chunk))
+            return True
+        return False
 
     def _stale_deliveries(self, now: float) -> dict[tuple[str, int], list[str]]:
         """(job id, chunk) -> the broker's unacknowledged deliveries of it older than a lease
@@ -170,26 +208,15 @@ class Reaper:
         return [m.decode() for m in self.r.zrangebyscore(index, "-inf", until, start=0,
                                                          num=limit)]
 
-    def _redis_restarted(self) -> bool:
-        """True when the run_id the last sweep recorded (kept in Redis, so in its append-only
-        file) is not this server's. The very first sweep on a Redis only records it: a new
-        deployment has lost nothing, and re-queueing its queued chunks would run them twice."""
-        run_id = self.r.info("server")["run_id"]
-        seen = self.r.set(REDIS_RUN_ID_KEY, run_id, get=True)
-        return seen is not None and seen.decode() != run_id
-
-    def _reconcile(self) -> list[Resend]:
+    def _reconcile(self, found: Sweep) -> None:
         """Every pending chunk of every active job that no live lease covers."""
         jobs = [j.decode() for j in self.r.zrange(ACTIVE_JOBS_KEY, 0, -1)]
         with self.r.pipeline(transaction=False) as pipe:
             for job_id in jobs:
                 pipe.smembers(pending_key(job_id))
             pending = pipe.execute()
-        resend = []
+        queued = 0
         for job_id, chunks in zip(jobs, pending, strict=True):
             for chunk in sorted(int(c) for c in chunks):
-                if again := self.store.requeue(job_id, chunk, interrupted=False):
-                    resend.append(Resend(job_id, chunk, *again))
-        if resend:
-            log.warning("Redis restarted: %d pending chunk(s) queued again", len(resend))
-        return resend
+                queued += self._queue_again(found, job_id, chunk, interrupted=False)
+        log.warning("Redis restarted: %d pending chunk(s) queued again", queued)

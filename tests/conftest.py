@@ -25,6 +25,16 @@ UNIT_DB, E2E_DB, E2E_PRIVATE_BLOCKED_DB = 15, 14, 13
 E2E_TRAINING_DB = 11  # tests/e2e/test_training_jobs.py: its own workers and registry
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _redis_servers_on_ports_the_os_picks() -> Iterator[None]:
+    """A test's own redis-server on a port the OS picks, not `make run`'s 6380: a worker left
+    running from an earlier stack reconnects to its Redis's address forever, and would take a
+    test's tasks (serving its own model) if the test's server came up there."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("cli.redis_server.PREFERRED_PORT", None)
+        yield
+
+
 @pytest.fixture(scope="session")
 def redis_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """'redis://host:port' of a real Redis server (database number left to the user).

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 
 import redis
 from celery import Celery
@@ -35,9 +36,7 @@ class ReaperThread:
     def _run(self) -> None:
         while not self._stop.wait(self.reaper.interval_s):
             try:
-                sweep = self.reaper.sweep()
-                if sweep is not None:
-                    send_recovered(self.celery, sweep)
+                self.reaper.sweep_and_send(partial(send_recovered, self.celery))
             except (redis.RedisError, OperationalError) as exc:  # Redis away: next time
                 log.warning("reaper sweep failed: %s", exc)
             except Exception:  # a bug must not stop the sweeps for good

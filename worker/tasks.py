@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import redis
 from celery import Celery, Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from core.models import PHOTO_MODEL_PATH, SHIPPED_MODEL_PATH, onnx_beside
 from core.settings import Settings, available_cores, get_settings
@@ -179,7 +179,13 @@ def classify(task: ModelTask, refs: list[tuple[str, int]]) -> None:
                 task.store.renew_leases(refs, countdown + settings.chunk_lease_s)
             except redis.RedisError:
                 pass
-            raise task.retry(exc=exc, countdown=countdown) from exc
+            try:
+                raise task.retry(exc=exc, countdown=countdown) from exc
+            except Reject as unsent:
+                # Celery drops a task whose retry it could not publish (the broker away): put
+                # the message back instead, or with no broker to take it, leave it
+                # unacknowledged, where the reaper finds it a lease later.
+                raise Reject(unsent.reason, requeue=True) from exc
         log.exception("chunks %s failed %d times; their remaining items fail", refs,
                       retries + 1)
         finished = chunks.fail_chunks(task.store, refs, "could not be processed after"

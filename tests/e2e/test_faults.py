@@ -114,7 +114,8 @@ def progress(client: TestClient, job_id: str) -> dict:
 
 
 def wait_ended(client: TestClient, job_id: str, timeout_s: float) -> dict:
-    return wait_until(lambda: (job := progress(client, job_id))["status"] in TERMINAL and job,
+    """The job once it ended (a 503 while Redis restarts is polled through)."""
+    return wait_until(lambda: (job := progress(client, job_id)).get("status") in TERMINAL and job,
                       timeout_s, every_s=0.2)
 
 

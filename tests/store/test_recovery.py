@@ -12,7 +12,7 @@ import redis
 
 from store import keys
 from store.jobs import JobSpec, JobStore
-from store.recovery import Reaper, Resend
+from store.recovery import Reaper, Resend, Sweep
 from store.results import error_result, job_summary
 from worker.names import CLASSIFY_CHUNK, chunks_in_task
 
@@ -118,6 +118,38 @@ def test_an_undelivered_webhook_is_sent_again_after_the_grace(store):
     assert reaper(store).sweep(time.time() + 200).webhooks == []
 
 
+def sent(sweep: Sweep) -> None:
+    """A send_recovered whose sends all went out."""
+
+
+def broker_away(sweep: Sweep) -> None:
+    """A send_recovered whose first send fails."""
+    raise ConnectionError("Error 111 connecting to broker. Connection refused.")
+
+
+def test_a_chunk_whose_send_failed_is_decided_again_a_lease_later(store):
+    job_id = job(store)
+    store.start_chunks([(job_id, 1)], lease_s=-1)  # chunk 1's worker died
+    with pytest.raises(ConnectionError):
+        reaper(store).sweep_and_send(broker_away)  # decided (its lapsed lease removed); unsent
+    assert reaper(store).sweep().chunks == []  # a send may still be on its way
+    sweep = reaper(store).sweep_and_send(sent, time.time() + 61)
+    assert sweep.chunks == [Resend(job_id, 1, "bulk", backlog=2)]
+    assert store.get_job(job_id)["attempts:1"] == "1"  # one interruption, however many sends
+    assert reaper(store).sweep(time.time() + 200).chunks == []  # sent: confirmed
+    assert store.r.zcard(keys.RESENDS_KEY) == 0
+
+
+def test_an_unconfirmed_send_of_a_chunk_since_started_or_done_is_forgotten(store):
+    job_id = job(store)
+    store.start_chunks([(job_id, 0), (job_id, 1)], lease_s=-1)
+    reaper(store).sweep()  # both decided, neither confirmed
+    store.start_chunks([(job_id, 0)], lease_s=600)  # a delivery did start chunk 0
+    store.record_results(job_id, 1, [error_result(i, {}, "x", "v1") for i in (2, 3)])
+    assert reaper(store).sweep(time.time() + 61).chunks == []
+    assert store.r.zcard(keys.RESENDS_KEY) == 0
+
+
 def test_after_a_redis_restart_pending_chunks_without_a_live_lease_are_queued_again(store):
     job_id = job(store, n=6)
     store.start_chunks([(job_id, 0)], lease_s=60)  # a live worker has chunk 0
@@ -149,7 +181,7 @@ def test_a_chunk_delivered_to_a_worker_that_died_before_starting_it_is_sent_agai
     store.r.zadd(keys.KOMBU_UNACKED_INDEX_KEY, {"tag-1": time.time()})
     assert reaper(store).sweep().chunks == []  # delivered just now: it may yet start
     later = time.time() + 61
-    assert [r.chunk for r in reaper(store).sweep(later).chunks] == [1]
+    assert [r.chunk for r in reaper(store).sweep_and_send(sent, later).chunks] == [1]
     assert reaper(store).sweep(later + 5).chunks == []  # each delivery is resent once
     assert "attempts:1" not in store.get_job(job_id)  # it never ran: not an interruption
     store.r.hset(keys.KOMBU_UNACKED_KEY, "tag-2", message)
