@@ -141,13 +141,21 @@ def ab(baseline: Annotated[str, typer.Option(help="the git ref to compare with")
 
 @app.command()
 def chaos(only: Annotated[list[str] | None, typer.Option(help="run only these scenarios")] = None,
-          images: int = 10_000, data_dir: DataDir = None) -> None:
+          images: int = 10_000, data_dir: DataDir = None,
+          baseline: Annotated[str | None, typer.Option(
+              help="also run another commit's code, alternately with this checkout's")] = None,
+          rounds: Annotated[int, typer.Option(help="with --baseline: rounds of each")] = 3,
+          ) -> None:
     """Faults on 10,000-image jobs with production settings: a worker child, the whole
     worker, Redis and the API killed mid-job, and a hostile manifest; writes
-    benchmarks/results/chaos.json."""
-    from benchmarks.chaos import run
+    benchmarks/results/chaos.json, or with --baseline chaos-ab-<baseline>.json."""
+    from benchmarks.chaos import run, run_ab
 
-    save_result("chaos", run(data_dir_or_default(data_dir), images, only))
+    data = data_dir_or_default(data_dir)
+    if baseline:
+        save_result(f"chaos-ab-{baseline}", run_ab(data, baseline, rounds, images, only))
+    else:
+        save_result("chaos", run(data, images, only))
 
 
 @app.command()

@@ -35,6 +35,16 @@ def checkout(ref: str, where: Path, name: str) -> Path:
     return tree
 
 
+def short_ref(ref: str) -> str:
+    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", ref],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def remove_checkout(tree: Path) -> None:
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
+                   capture_output=True)
+
+
 def worker_children_rss_mib(work: Path) -> list[float]:
     """RSS of the processes that run the bulk chunks: the children of the stack's `inference@`
     Celery worker (the stack of this round: its data dir is `work`)."""
@@ -83,9 +93,7 @@ def run(data_dir: Path, baseline_ref: str, rounds: int = 3,
     images = load_fashion_mnist(data_dir, "test").images
     pngs = as_pngs(images)
     offline = [p.label_index for p in Predictor.default(device="cpu").predict_images(pngs)]
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short",
-                           current_ref or "HEAD"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    head = short_ref(current_ref or "HEAD")
     results: dict[str, list[dict]] = {"baseline": [], "current": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -100,8 +108,7 @@ def run(data_dir: Path, baseline_ref: str, rounds: int = 3,
         finally:
             for worktree in (tree, current):
                 if worktree is not None:
-                    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                                    str(worktree)], capture_output=True)
+                    remove_checkout(worktree)
 
     def medians(rows: list[dict]) -> dict:
         keys = ("e2e_bulk_img_per_s", "single_p99_ms_32c", "evalsha_per_chunk",

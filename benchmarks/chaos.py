@@ -46,15 +46,16 @@ class Stack:
     """Redis, the API and workers in `root`, on production settings (private fetches allowed:
     the images live on loopback)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tree: Path | None = None) -> None:
         self.root = root
+        self.tree = tree  # another commit's checkout to run instead of this one (before/after)
         self.redis = EmbeddedRedis(root / "redis").start()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TAGGER_")} | {
             "TAGGER_REDIS_URL": self.redis.url, "TAGGER_API_KEYS": f"{KEY}:chaos",
             "TAGGER_DATA_DIR": str(root), "TAGGER_FETCH_ALLOW_PRIVATE": "1",
-            "TAGGER_LOG_FORMAT": "text"}
+            "TAGGER_LOG_FORMAT": "text"} | ({"PYTHONPATH": str(tree)} if tree else {})
         self.api = self.start_api()
         self.worker = self.start_worker()
 
@@ -62,7 +63,7 @@ class Stack:
         log = open(self.root / f"api-{uuid.uuid4().hex[:6]}.log", "wb")
         process = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port",
                                     str(self.port)], env=self.env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT, cwd=self.tree)
         wait(lambda: answers(f"{self.url}/healthz"), 60)
         return process
 
@@ -73,7 +74,8 @@ class Stack:
             [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
              "interactive,bulk,webhooks", "--pool", "prefork", "--concurrency", "2", "-n", name,
              "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.tree)
         client = redis.Redis.from_url(self.redis.url)
         wait(lambda: client.zscore(keys.WORKERS_KEY, name) is not None, 180)
         return process
@@ -203,7 +205,13 @@ def kill_redis(stack: Stack, images: list[bytes], offline: list[int]) -> dict:
             answers_while_down[status] += 1
         time.sleep(0.1)
     stack.redis = EmbeddedRedis(stack.redis.data_dir, port=stack.redis.port).start()
+    # A worker must outlive its broker's restart; one that did not is started again, as its
+    # supervisor would, so that the job still ends and the run says what happened.
+    worker_survived = stack.worker.poll() is None
+    if not worker_survived:
+        stack.worker = stack.start_worker()
     result = outcome(stack, job_id, fault, offline, by_filename)
+    result["worker_survived"] = worker_survived
     result["api_answers_while_down"] = dict(answers_while_down)
     result["slowest_answer_while_down_s"] = round(slowest, 2)
     return result
@@ -275,34 +283,68 @@ def _quietly(call: Callable[[], object]) -> None:
         pass  # its server was killed under it
 
 
-SCENARIOS = {"kill-worker-child": kill_child, "kill-whole-worker": kill_worker,
+Scenario = Callable[[Stack, list[bytes], list[int]], dict]
+SCENARIOS: dict[str, Scenario] = {"kill-worker-child": kill_child, "kill-whole-worker": kill_worker,
              "kill-redis": kill_redis, "kill-api-mid-upload": kill_api,
              "hostile-manifest": hostile_manifest}
 
 
 @contextmanager
-def fresh_stack():
+def fresh_stack(tree: Path | None = None):
     with tempfile.TemporaryDirectory(prefix="tagger-chaos-") as tmp:
-        stack = Stack(Path(tmp))
+        stack = Stack(Path(tmp), tree)
         try:
             yield stack
         finally:
             stack.close()
 
 
-def run(data_dir: Path, images: int = 10_000, only: list[str] | None = None) -> dict:
+SETTINGS = {"chunk_lease_s": 60, "reaper_interval_s": 5, "upload_stall_s": 30,
+            "fetch_deadline_s": 30, "worker": "prefork, 2 processes"}
+
+
+def jobs_and_labels(data_dir: Path, images: int) -> tuple[list[bytes], list[int]]:
     from core.predictor import Predictor
 
     pngs = as_pngs(load_fashion_mnist(data_dir, "test").images[:images])
-    offline = [p.label_index for p in Predictor.default(device="cpu").predict_images(pngs)]
+    return pngs, [p.label_index for p in Predictor.default(device="cpu").predict_images(pngs)]
+
+
+def chosen(only: list[str] | None) -> dict[str, Scenario]:
+    return {name: s for name, s in SCENARIOS.items() if not only or name in only}
+
+
+def run(data_dir: Path, images: int = 10_000, only: list[str] | None = None) -> dict:
+    pngs, offline = jobs_and_labels(data_dir, images)
     results = {}
-    for name, scenario in SCENARIOS.items():
-        if only and name not in only:
-            continue
+    for name, scenario in chosen(only).items():
         with fresh_stack() as stack:
             results[name] = scenario(stack, pngs, offline)
         print(name, json.dumps(results[name]), flush=True)
-    return {"images_per_job": images,
-            "settings": {"chunk_lease_s": 60, "reaper_interval_s": 5, "upload_stall_s": 30,
-                         "fetch_deadline_s": 30, "worker": "prefork, 2 processes"},
-            "scenarios": results}
+    return {"images_per_job": images, "settings": SETTINGS, "scenarios": results}
+
+
+def run_ab(data_dir: Path, baseline_ref: str, rounds: int, images: int = 10_000,
+           only: list[str] | None = None) -> dict:
+    """The scenarios on another commit's code and on this checkout's, alternately, `rounds`
+    times each: recovery times move with the machine and with where the fault lands, so
+    only rounds run side by side compare."""
+    from benchmarks.ab import checkout, remove_checkout, short_ref
+
+    pngs, offline = jobs_and_labels(data_dir, images)
+    scenarios = chosen(only)
+    runs: dict[str, dict[str, list[dict]]] = {
+        name: {"baseline": [], "current": []} for name in scenarios}
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = checkout(baseline_ref, Path(tmp), "baseline")
+        try:
+            for _ in range(rounds):
+                for name, scenario in scenarios.items():
+                    for side, code in (("baseline", tree), ("current", None)):
+                        with fresh_stack(code) as stack:
+                            runs[name][side].append(scenario(stack, pngs, offline))
+                        print(side, name, json.dumps(runs[name][side][-1]), flush=True)
+        finally:
+            remove_checkout(tree)
+    return {"baseline_ref": baseline_ref, "current_ref": short_ref("HEAD"), "rounds": rounds,
+            "images_per_job": images, "settings": SETTINGS, "scenarios": runs}

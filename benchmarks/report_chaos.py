@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from benchmarks.common import RESULTS_DIR
 from benchmarks.report import load, measured, target
 
+TERMINAL = ("succeeded", "failed", "cancelled")
 WHOLE_WORKER_BOUND_S = 300  # issue 12: terminal within 5 minutes of a new worker's start
 
 
@@ -30,7 +32,41 @@ def chaos_section() -> list[str]:
     checks = chaos_targets(r["scenarios"])
     lines += ["", "| figure | value | target |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {goal}: {target(ok)} |" for name, value, goal, ok in checks]
-    return lines + [""]
+    return lines + ["", *chaos_ab_sections()]
+
+
+def chaos_ab_sections() -> list[str]:
+    """`python -m benchmarks chaos --baseline`: each scenario's rounds on both commits."""
+    lines: list[str] = []
+    for path in sorted(RESULTS_DIR.glob("chaos-ab-*.json")):
+        r = load(path.stem)
+        if r is None:
+            continue
+        before, after = r["baseline_ref"], r["current_ref"]
+        lines += [f"### Side by side: {before} -> {after}", "",
+                  f"Command: `{r['command']}` ({measured(r)}): the scenarios on each commit's"
+                  f" code, alternately, {r['rounds']} rounds each, settings as above. Each"
+                  " cell: every round's seconds from the fault to the job's end (a worker that died"
+                  " with Redis was started again by the benchmark, as its supervisor would).",
+                  "",
+                  f"| scenario | {before} (before) | {after} (after) | lost, counted twice,"
+                  " labels = offline (all rounds) |", "|---|---|---|---|"]
+        for name, sides in r["scenarios"].items():
+            every = sides["baseline"] + sides["current"]
+            times = [", ".join(round_cell(c) for c in sides[side])
+                     for side in ("baseline", "current")]
+            lines.append(f"| {name} | {times[0]} | {times[1]} |"
+                         f" {sum(c['lost'] for c in every)}, "
+                         f"{sum(c['duplicates'] for c in every)}, "
+                         f"{'yes' if all(c['labels_match_offline'] for c in every) else '**no**'}"
+                         " |")
+        lines.append("")
+    return lines
+
+
+def round_cell(c: dict) -> str:
+    cell = f"{c['fault_to_end_s']} s" if c["status"] in TERMINAL else f"**{c['status']}**"
+    return cell + (" (**worker died**)" if c.get("worker_survived") is False else "")
 
 
 def also(name: str, c: dict) -> str:
@@ -39,7 +75,10 @@ def also(name: str, c: dict) -> str:
                 f" {c['new_worker_to_end_s']} s after it")
     if name == "kill-redis":
         answers = ", ".join(f"{n} x {code}" for code, n in c["api_answers_while_down"].items())
-        return f"API while Redis was down: {answers}, slowest {c['slowest_answer_while_down_s']} s"
+        worker = ("the worker lived through it" if c.get("worker_survived", True)
+                  else "**the worker died with Redis** (the benchmark started another)")
+        return (f"API while Redis was down: {answers}, slowest"
+                f" {c['slowest_answer_while_down_s']} s; {worker}")
     if name == "kill-api-mid-upload":
         retries = ", ".join(f"{n} x {code}" for code, n in c["retry_answers"].items())
         p = c["partial_job"]

@@ -38,6 +38,7 @@ def create_celery(settings: Settings) -> Celery:
         worker_proc_alive_timeout=120.0,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a restarting Redis: reconnect, never give up
+        worker_consumer="worker.consumer:BrokerConsumer",  # and survive losing it mid-task
         broker_transport_options={
             "visibility_timeout": settings.broker_visibility_timeout_s,
             "queue_order_strategy": "priority",  # interactive before bulk, always

@@ -174,6 +174,7 @@ def test_redis_killed_and_restarted_on_its_append_only_file(stack, images, offli
     job = wait_ended(stack.client, job_id, 120)
     assert job["status"] == "succeeded" and job["progress"]["done"] == JOB_IMAGES
     assert_every_item_once_as_offline(stack.client, job_id, offline_labels)
+    assert stack.worker.poll() is None  # the worker lived through its broker's restart
 
 
 def test_a_hostile_manifest_ends_with_per_item_errors(stack, offline):

@@ -22,6 +22,7 @@ def test_reliability_settings():
     assert conf.broker_transport_options["visibility_timeout"] == 900 > conf.task_time_limit
     assert conf.broker_transport_options["queue_order_strategy"] == "priority"
     assert conf.worker_proc_alive_timeout >= 60
+    assert conf.worker_consumer == "worker.consumer:BrokerConsumer"  # outlives a lost broker
 
 
 def test_webhooks_have_their_own_queue_and_workers_consume_it_by_default():
