@@ -75,10 +75,11 @@ def also(name: str, c: dict) -> str:
                 f" {c['new_worker_to_end_s']} s after it")
     if name == "kill-redis":
         answers = ", ".join(f"{n} x {code}" for code, n in c["api_answers_while_down"].items())
-        worker = ("the worker lived through it" if c.get("worker_survived", True)
-                  else "**the worker died with Redis** (the benchmark started another)")
+        worker = {True: "; the worker lived through it",
+                  False: "; **the worker died with Redis** (the benchmark started another)",
+                  None: ""}[c.get("worker_survived")]
         return (f"API while Redis was down: {answers}, slowest"
-                f" {c['slowest_answer_while_down_s']} s; {worker}")
+                f" {c['slowest_answer_while_down_s']} s{worker}")
     if name == "kill-api-mid-upload":
         retries = ", ".join(f"{n} x {code}" for code, n in c["retry_answers"].items())
         p = c["partial_job"]
