@@ -41,9 +41,9 @@ from benchmarks.abuse_bodies import (
     send_blocking,
     tar_of_directories,
     zip_bomb,
-    zip_of,
     zip_of_empty_entries,
 )
+from benchmarks.common import stored_zip
 from benchmarks.service import as_pngs, percentile, running_stack
 from cli.redis_server import EmbeddedRedis
 from core.data import load_fashion_mnist
@@ -283,10 +283,10 @@ def run(data_dir: Path, phase_s: float = 60, big_job_items: int = 100_000,
     images = load_fashion_mnist(data_dir, "test").images
     singles = as_pngs(images[:2000])
     pngs = as_pngs(images)
-    big = zip_of([(f"{i:06d}.png", pngs[i % len(pngs)]) for i in range(big_job_items)])
+    big = stored_zip([(f"{i:06d}.png", pngs[i % len(pngs)]) for i in range(big_job_items)])
     photos = product_photos(50)
-    photo_job = zip_of([(f"p{i:04d}.jpg", photos[i % len(photos)]) for i in range(500)])
-    small_zip = zip_of([(f"s{i}.png", pngs[i]) for i in range(16)])
+    photo_job = stored_zip([(f"p{i:04d}.jpg", photos[i % len(photos)]) for i in range(500)])
+    small_zip = stored_zip([(f"s{i}.png", pngs[i]) for i in range(16)])
     requests = hostile_requests(photos[0])
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = keep or Path(tmp)

@@ -18,7 +18,6 @@ import tarfile
 import threading
 import time
 import uuid
-import zipfile
 import zlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -185,15 +184,6 @@ async def _read(reader: asyncio.StreamReader, started: float) -> Answer:
 
 
 # -- archives -----------------------------------------------------------------------------------
-
-
-def zip_of(members: list[tuple[str, bytes]]) -> bytes:
-    """Stored, not deflated: the images are compressed already."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in members:
-            archive.writestr(name, data)
-    return out.getvalue()
 
 
 def tar_of_directories(entries: int) -> bytes:

@@ -11,7 +11,6 @@ the API answered while the fault lasted.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -21,7 +20,6 @@ import tempfile
 import threading
 import time
 import uuid
-import zipfile
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -31,6 +29,7 @@ import httpx
 import psutil
 import redis
 
+from benchmarks.common import numbered_pngs, stored_zip
 from benchmarks.hostile import HostileServer, hostile_urls
 from benchmarks.service import as_pngs
 from cli.redis_server import EmbeddedRedis, free_port
@@ -108,14 +107,6 @@ def wait(check: Callable[[], object], timeout_s: float, every_s: float = 0.05):
             raise RuntimeError(f"not true within {timeout_s} s")
         time.sleep(every_s)
     return value
-
-
-def zip_of(images: list[bytes]) -> bytes:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-        for i, data in enumerate(images):
-            zf.writestr(f"{i:05d}.png", data)
-    return archive.getvalue()
 
 
 def job_status(stack: Stack, job_id: str) -> dict:
@@ -218,7 +209,7 @@ def kill_redis(stack: Stack, images: list[bytes], offline: list[int]) -> dict:
 
 
 def kill_api(stack: Stack, images: list[bytes], offline: list[int]) -> dict:
-    body = zip_of(images)
+    body = stored_zip(numbered_pngs(images))
     key = f"chaos-{uuid.uuid4().hex[:6]}"
     client = redis.Redis.from_url(stack.redis.url)
 
@@ -270,7 +261,8 @@ def hostile_manifest(stack: Stack, images: list[bytes], offline: list[int]) -> d
 
 
 def submit(stack: Stack, images: list[bytes]) -> str:
-    response = httpx.post(f"{stack.url}/v1/jobs", files={"archive": ("a.zip", zip_of(images))},
+    body = stored_zip(numbered_pngs(images))
+    response = httpx.post(f"{stack.url}/v1/jobs", files={"archive": ("a.zip", body)},
                           headers=AUTH, timeout=300)
     response.raise_for_status()
     return response.json()["id"]

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
 import shlex
 import sys
 import time
+import zipfile
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
+
+
+def stored_zip(members: Iterable[tuple[str, bytes]]) -> bytes:
+    """(name, bytes) -> a zip archive, stored, not deflated: the images are compressed already."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return archive.getvalue()
+
+
+def numbered_pngs(images: Sequence[bytes]) -> list[tuple[str, bytes]]:
+    """Zip members 00000.png, 00001.png ...: a result's filename gives back its image's index."""
+    return [(f"{i:05d}.png", data) for i, data in enumerate(images)]
 
 
 def machine() -> dict:

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import RESULTS_DIR, Timer
-from benchmarks.photos_service import member_name, photos_zip, run_zip_job, score_items
+from benchmarks.common import RESULTS_DIR, Timer, stored_zip
+from benchmarks.photos_service import member_name, run_zip_job, score_items
 from benchmarks.service import running_stack
 from benchmarks.training_api import follow
 from cli.redis_server import EmbeddedRedis
@@ -86,7 +86,7 @@ def learning_curve(data_dir: Path, photos_dir: Path, **_options) -> dict:
     samples = sample_per_class(read_manifest(photos_dir), K_VALUES, SEED)
     val = photo_records(photos_dir, "val")
     val_names = [member_name(i, r) for i, r in enumerate(val)]
-    val_zip = photos_zip([(n, (photos_dir / r.file).read_bytes())
+    val_zip = stored_zip([(n, (photos_dir / r.file).read_bytes())
                           for n, r in zip(val_names, val, strict=True)])
     env = {"TAGGER_API_KEYS": f"{OPERATOR_KEY}:bench:operator"}
     points = []
@@ -133,7 +133,7 @@ def one_k(client: httpx.Client, k: int, sample: list[PhotoRecord], parent: dict,
     members = [(name, (photos_dir / file).read_bytes())
                for name, file in dataset_members(sample, parent["labels"])]
     upload = client.post("/v1/datasets", data={"name": f"learning-curve k={k}"},
-                         files={"archive": (f"k{k}.zip", photos_zip(members), "application/zip")})
+                         files={"archive": (f"k{k}.zip", stored_zip(members), "application/zip")})
     point["dataset"] = answer(upload, ("id", "labels", "total"))
     request = {"dataset": point["dataset"].get("id"), "recipe": curve,
                "init_from": parent["version"], "activate": "never", "seed": SEED}

@@ -12,18 +12,16 @@ tagger_inference_seconds, tagger_batch_size; one observation per chunk).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
 import time
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
-from benchmarks.common import RESULTS_DIR, Timer
+from benchmarks.common import RESULTS_DIR, Timer, stored_zip
 from benchmarks.service import TERMINAL, running_stack
 from cli.redis_server import EmbeddedRedis
 from core.labels import FASHION_MNIST_LABELS
@@ -41,15 +39,6 @@ KEEP = ("count", "accuracy", "errors", "per_class", "min_class", "per_source",
 def member_name(index: int, record: PhotoRecord) -> str:
     """A zip member name that keeps the order and the original file name."""
     return f"{index:05d}-{Path(record.file).name}"
-
-
-def photos_zip(members: Sequence[tuple[str, bytes]]) -> bytes:
-    """(name, bytes) -> a zip; stored, not deflated (JPEGs are compressed already)."""
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-        for name, data in members:
-            zf.writestr(name, data)
-    return archive.getvalue()
 
 
 def run_zip_job(client: httpx.Client, body: bytes, model: str | None = None,
@@ -163,7 +152,7 @@ def throughput(data_dir: Path, photos_dir: Path, **_options) -> dict:
     records = photo_records(photos_dir, "val")
     datas = [(photos_dir / r.file).read_bytes() for r in records]
     names = [member_name(i, r) for i, r in enumerate(records)]
-    body = photos_zip(list(zip(names, datas, strict=True)))
+    body = stored_zip(list(zip(names, datas, strict=True)))
     offline = in_process(datas)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -171,7 +160,7 @@ def throughput(data_dir: Path, photos_dir: Path, **_options) -> dict:
                 running_stack(server.url, tmp_path, data_dir) as base, \
                 httpx.Client(base_url=base, timeout=600) as client:
             # warm-up: both inference processes load the routed pair (ONNX cache) on a chunk
-            run_zip_job(client, photos_zip(list(zip(names, datas, strict=True))[:64]))
+            run_zip_job(client, stored_zip(list(zip(names, datas, strict=True))[:64]))
             runs = []
             for _ in range(E2E_RUNS):
                 before = stage_totals(client.get("/metrics").text)

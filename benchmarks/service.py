@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 from PIL import Image
 
-from benchmarks.common import Timer, fashion_tagger_cmd
+from benchmarks.common import Timer, fashion_tagger_cmd, numbered_pngs, stored_zip
 from benchmarks.loadgen import classify_latencies, multipart_request, read_response
 from cli.redis_server import EmbeddedRedis, free_port
 from core.data import load_fashion_mnist
@@ -103,11 +102,7 @@ def running_stack(redis_url: str, data_dir: Path, fashion_mnist_dir: Path | None
 
 
 def bulk_e2e(base: str, pngs: list[bytes]) -> dict:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
-        for i, data in enumerate(pngs):
-            zf.writestr(f"{i:05d}.png", data)
-    body = archive.getvalue()
+    body = stored_zip(numbered_pngs(pngs))
     with httpx.Client(base_url=base, timeout=600) as client, Timer() as t:
         job = client.post("/v1/jobs", files={"archive": ("test.zip", body, "application/zip")})
         job.raise_for_status()

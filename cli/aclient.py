@@ -8,7 +8,6 @@ ordinary blocking reads, like httpx does for file objects.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import IO, Any
 import httpx
 
 from cli import client_base as base
-from cli.client_base import Call, RetryPolicy, SseParser, TaggerError
+from cli.client_base import Call, JobWait, RetryPolicy, SseParser, TaggerError
 from cli.schemas import (
     ClassifyJob,
     Dataset,
@@ -210,25 +209,15 @@ class AsyncTaggerClient:
     async def wait(self, job_id: str, on_update: Callable[[Job], None] | None = None,
                    timeout_s: float | None = None, poll_s: float = 1.0) -> Job:
         """Follow the job to its end (its event stream; polling if the stream breaks off)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-
-        def ended(job: Job) -> bool:
-            if on_update:
-                on_update(job)
-            if job.ended:
-                return True
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job.status}")
-            return False
-
+        rule = JobWait(job_id, on_update, timeout_s)
         try:
             async for _, job in self.events(job_id):
-                if ended(job):
+                if rule.ended(job):
                     return job
         except TaggerError as exc:
-            if exc.status != 0:
+            if not rule.polling_helps(exc):
                 raise
-        while not ended(job := await self.job(job_id)):
+        while not rule.ended(job := await self.job(job_id)):
             await asyncio.sleep(poll_s)
         return job
 

@@ -34,6 +34,7 @@ from cli.client_base import (
     MAX_PARTS,
     NO_RETRY,
     Call,
+    JobWait,
     RetryPolicy,
     TaggerError,
     is_archive,
@@ -229,25 +230,15 @@ class TaggerClient:
     def wait(self, job_id: str, on_update: Callable[[Job], None] | None = None,
              timeout_s: float | None = None, poll_s: float = 1.0) -> Job:
         """Follow the job to its end (its event stream; polling if the stream breaks off)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-
-        def ended(job: Job) -> bool:
-            if on_update:
-                on_update(job)
-            if job.ended:
-                return True
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job.status}")
-            return False
-
+        rule = JobWait(job_id, on_update, timeout_s)
         try:
             for _, job in self.events(job_id):
-                if ended(job):
+                if rule.ended(job):
                     return job
         except TaggerError as exc:
-            if exc.status != 0:
-                raise  # an answer (404...), not a broken stream: polling would not help
-        while not ended(job := self.job(job_id)):
+            if not rule.polling_helps(exc):
+                raise
+        while not rule.ended(job := self.job(job_id)):
             time.sleep(poll_s)
         return job
 

@@ -12,13 +12,15 @@ import os.path
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
+
+from cli.schemas import Job
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz")
 # Above this many files, submit_files packs them into one zip (stored, not compressed: photos
@@ -165,6 +167,31 @@ def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
             yield event
     if event := parser.close():
         yield event
+
+
+class JobWait:
+    """`wait`'s rule, one for both clients: every update goes to `on_update`; the wait ends
+    with the job, or with TimeoutError once `timeout_s` has passed."""
+
+    def __init__(self, job_id: str, on_update: Callable[[Job], None] | None,
+                 timeout_s: float | None) -> None:
+        self.job_id, self.on_update = job_id, on_update
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def ended(self, job: Job) -> bool:
+        if self.on_update:
+            self.on_update(job)
+        if job.ended:
+            return True
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError(f"job {self.job_id} still {job.status}")
+        return False
+
+    @staticmethod
+    def polling_helps(exc: TaggerError) -> bool:
+        """The event stream broke off (no answer): polling goes on. An answer (404...) would
+        be the same when polled."""
+        return exc.status == 0
 
 
 # -- request parts -----------------------------------------------------------------------------

@@ -7,19 +7,17 @@ task brings the one-image chunks of several concurrent jobs. Torch-free: predict
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-import redis
 
 from core.settings import Settings
 from store.jobs import ACTIVE, ChunkInputs, JobStore, StartedChunk
 from store.metrics import ChunkStats, record_chunks
 from store.results import PredictionLike, error_result, ok_result
 from worker.fetch import FetchError, fetch_all
+from worker.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -52,30 +50,12 @@ class OpenChunk:
         return self.job["model_version"]
 
 
-class ChunkLeases:
+def chunk_leases(store: JobStore, refs: Sequence[tuple[str, int]], lease_s: float) -> Periodic:
     """Keeps the leases of the chunks a task works on (store.jobs.start_chunks takes them)
-    from a daemon thread, three times per lease: if this process dies, they lapse and the
-    reaper queues the chunks again (store.recovery)."""
-
-    def __init__(self, store: JobStore, refs: Sequence[tuple[str, int]], lease_s: float) -> None:
-        self.store, self.refs, self.lease_s = store, list(refs), lease_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tagger-leases", daemon=True)
-
-    def __enter__(self) -> ChunkLeases:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.lease_s / 3)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.lease_s / 3):
-            try:
-                self.store.renew_leases(self.refs, self.lease_s)
-            except redis.RedisError as exc:  # lapses only if this goes on for a whole lease
-                log.warning("could not renew chunk leases: %s", exc)
+    while the block runs, renewed three times per lease: if this process dies, they lapse and
+    the reaper queues the chunks again (store.recovery). A failed renewal lapses nothing
+    unless failures go on for a whole lease."""
+    return Periodic("chunk-leases", lease_s / 3, lambda: store.renew_leases(refs, lease_s))
 
 
 def classify_chunks(store: JobStore, predictor_for: PredictorFor, settings: Settings,
@@ -92,7 +72,7 @@ def classify_chunks(store: JobStore, predictor_for: PredictorFor, settings: Sett
     `interrupted`: this delivery follows one whose worker died (it counts towards giving the
     chunks up).
     """
-    with ChunkLeases(store, refs, settings.chunk_lease_s):
+    with chunk_leases(store, refs, settings.chunk_lease_s):
         opened = open_chunks(store, settings, refs, seed_registry, interrupted)
         groups: dict[tuple[str, str], list[OpenChunk]] = {}
         for c in opened:

@@ -25,7 +25,7 @@ from store.training import TrainingStore
 from worker import names
 from worker.app import app
 from worker.heartbeat import Heartbeat
-from worker.reaper import ReaperThread
+from worker.reaper import reaper_thread
 from worker.tasks import ModelTask, seed_registry
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,10 @@ class TaggerWorker(bootsteps.StartStopStep):
             raise SystemExit(f"cannot seed the empty model registry from {model}: {exc}"
                              ) from exc
         self.heartbeat: Heartbeat | None = None
-        self.reaper = ReaperThread(Reaper(JobStore(self.client, settings.result_ttl_s),
-                                          settings.reaper_interval_s, settings.upload_stall_s,
-                                          settings.chunk_lease_s, names.chunks_in_task),
-                                   worker.app)
+        sweeps = Reaper(JobStore(self.client, settings.result_ttl_s),
+                        settings.reaper_interval_s, settings.upload_stall_s,
+                        settings.chunk_lease_s, names.chunks_in_task)
+        self.reaper = reaper_thread(sweeps, worker.app)
 
     def start(self, worker: Any) -> None:
         if not self.prefork:

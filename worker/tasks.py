@@ -35,7 +35,7 @@ from store.training import TrainingStore
 from worker import chunks, names, webhooks
 from worker.app import app
 from worker.fetch import FetchError
-from worker.trainprogress import LeaseKeeper, ProgressReporter, claim_job
+from worker.trainprogress import ProgressReporter, claim_job, lease_keeper
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def train_model(self: StoreTask, job_id: str) -> None:
     if claim_job(store, job_id, self.request.hostname or "worker") is None:
         return
     reporter = ProgressReporter(store, job_id)
-    with LeaseKeeper(reporter):
+    with lease_keeper(reporter):
         from worker.trainer import run_claimed_job  # torch: see the module docstring
 
         run_claimed_job(store, reporter, settings, job_id)

@@ -15,9 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import redis
-
 from store.training import TrainingStore
+from worker.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -117,29 +116,9 @@ def _blank_if_none(value: float | None) -> float | str:
     return "" if value is None else value  # Redis hashes hold no None; "" reads back as null
 
 
-class LeaseKeeper:
+def lease_keeper(reporter: ProgressReporter, every_s: float | None = None) -> Periodic:
     """Renews the job's lease from a daemon thread for as long as the block runs, a few times
     per lease; a Redis hiccup is logged and retried."""
-
-    def __init__(self, reporter: ProgressReporter, every_s: float | None = None) -> None:
-        self.reporter = reporter
-        self.every_s = every_s or reporter.store.renew_every_s
-        assert self.every_s < reporter.store.lease_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tagger-lease", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.every_s)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.reporter.renew()
-            except redis.RedisError as exc:
-                log.warning("could not renew the lease of training job %s: %s",
-                            self.reporter.job_id, exc)
+    every_s = every_s or reporter.store.renew_every_s
+    assert every_s < reporter.store.lease_s
+    return Periodic(f"training-lease-{reporter.job_id}", every_s, reporter.renew)

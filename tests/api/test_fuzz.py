@@ -9,19 +9,18 @@ server is open (no API keys), so every request reaches the route's own checks.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
-import uvicorn
 from hypothesis import HealthCheck, settings
 
 from api.main import create_app
-from cli.redis_server import EmbeddedRedis, free_port
+from cli.redis_server import EmbeddedRedis
 from core.settings import Settings
 from store.keys import WORKERS_KEY
+from tests.api.conftest import served
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
 from schemathesis.checks import not_a_server_error  # noqa: E402
@@ -46,20 +45,8 @@ def fuzz_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         redis.Redis.from_url(redis_server.url).zadd(WORKERS_KEY, {"fuzz@test": time.time() + 3600})
         app = create_app(Settings(redis_url=redis_server.url, max_upload_bytes=2_000_000,
                                   max_items_per_job=50, log_format="text"))
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, name="fuzz-server", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "fuzz server did not start"
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(10)
+        with served(app) as url:
+            yield url
 
 
 # The schema the app serves at /openapi.json, built from the app itself at collection time

@@ -8,49 +8,30 @@ import asyncio
 import gc
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis
-import uvicorn
 
 from api.auth import Tenant
 from api.errors import ApiError
 from api.main import create_app
 from api.streams import StreamSlots
-from cli.redis_server import free_port
 from core.settings import Settings
 from store import keys
-from tests.api.conftest import ALICE, BOB
+from tests.api.conftest import ALICE, BOB, served
 from tests.conftest import png_bytes
 
 HUGE = 500 * 1024 * 1024  # what the hostile requests declare
 
 
-def serve(settings: Settings) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture
 def live(settings) -> Iterator[str]:
     quotas = {"alice": {"active_jobs": 1, "streams": 1}, "bob": {"requests": "3/minute"}}
-    yield from serve(settings.model_copy(update={"tenant_quotas": quotas}))
+    with served(create_app(settings.model_copy(update={"tenant_quotas": quotas}))) as url:
+        yield url
 
 
 def raw_request(url: str, head: str, body_part: bytes, timeout_s: float = 5

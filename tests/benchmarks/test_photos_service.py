@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 
+from benchmarks.common import stored_zip
 from benchmarks.photos_curve import (
     dataset_members,
     ema_start_share,
@@ -16,7 +17,6 @@ from benchmarks.photos_curve import (
 )
 from benchmarks.photos_service import (
     member_name,
-    photos_zip,
     score_items,
     stage_delta,
     stage_totals,
@@ -69,8 +69,8 @@ def test_the_ema_keeps_the_first_steps_weights_by_decay_per_later_step():
     assert ema_start_share(80, None) == 0.0
 
 
-def test_photos_zip_keeps_names_and_bytes():
-    body = photos_zip([("a/x.jpg", b"1"), (member_name(3, records()[0]), b"22")])
+def test_stored_zip_keeps_names_and_bytes():
+    body = stored_zip([("a/x.jpg", b"1"), (member_name(3, records()[0]), b"22")])
     with zipfile.ZipFile(io.BytesIO(body)) as zf:
         assert zf.namelist() == ["a/x.jpg", "00003-train-0.jpg"]
         assert zf.read("00003-train-0.jpg") == b"22"

@@ -12,7 +12,7 @@ import redis
 
 from store.training import DEFAULT_LEASE_S as LEASE_S
 from store.training import TrainingStore, training_summary
-from worker.trainprogress import LeaseKeeper, ProgressReporter, claim_job
+from worker.trainprogress import ProgressReporter, claim_job, lease_keeper
 
 REQUEST = {"dataset": "fashion-mnist", "arch": "default", "epochs": 2, "activate": "never"}
 
@@ -65,7 +65,7 @@ def test_the_lease_keeper_renews_from_a_thread(store: TrainingStore):
     store.start(job_id, "w1")
     before = float(store.get(job_id)["lease_until"])
     reporter = ProgressReporter(store, job_id)
-    with LeaseKeeper(reporter, every_s=0.05):
+    with lease_keeper(reporter, every_s=0.05):
         time.sleep(0.3)
     assert reporter.writes >= 2 and float(store.get(job_id)["lease_until"]) > before
 
